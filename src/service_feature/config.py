@@ -1,0 +1,117 @@
+"""Settings, one class per service, read from the environment with pydantic-settings.
+
+Variable names follow the seed (SERVICE_NAME, SERVER_ADDRESS, QUEUE_FEATURE_REQUEST_URI, DATABASE_URL, …);
+the platform's own additions carry an `SF_` prefix only where the seed had no name for them. Every variable
+is documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """What every service needs: where state lives, how to reach the bus, how to listen."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    service_name: str = Field("service_feature", alias="SERVICE_NAME")
+    server_address: str = Field(":8080", alias="SERVER_ADDRESS")
+    data_dir: Path = Field(Path(".service-feature"), alias="SF_DATA_DIR")
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    queue_feature_request_uri: str | None = Field(None, alias="QUEUE_FEATURE_REQUEST_URI")
+    ack_wait_seconds: float = Field(30.0, alias="SF_ACK_WAIT_SECONDS", gt=0)
+    max_deliver: int = Field(5, alias="SF_MAX_DELIVER", ge=2)
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+    log_format: Literal["console", "json"] = Field("console", alias="LOG_FORMAT")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL: SQLite under the data dir unless DATABASE_URL names a server."""
+        if not self.database_url:
+            return f"sqlite+aiosqlite:///{self.data_dir / 'service-feature.db'}"
+        url = self.database_url
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix) :]
+        if url.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+        return url
+
+    @property
+    def nats_url(self) -> str | None:
+        """The NATS server from QUEUE_FEATURE_REQUEST_URI (`nats://host:4222/feature.requests`), if any."""
+        if not self.queue_feature_request_uri:
+            return None
+        parts = urlsplit(self.queue_feature_request_uri)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def listen_host_port(self) -> tuple[str, int]:
+        host, _, port = self.server_address.rpartition(":")
+        return (host or "0.0.0.0", int(port))  # noqa: S104 - a service listens on all interfaces by design
+
+
+class GatewaySettings(CommonSettings):
+    service_name: str = Field("feature_gateway", alias="SERVICE_NAME")
+    max_page_size: int = Field(100, alias="SF_MAX_PAGE_SIZE", ge=1)
+
+
+class WorkerSettings(CommonSettings):
+    service_name: str = Field("feature_worker", alias="SERVICE_NAME")
+    workspace_base_path: Path | None = Field(None, alias="WORKSPACE_BASE_PATH")
+    allow_local_repositories: bool = Field(False, alias="ALLOW_LOCAL_REPOSITORIES")
+    anthropic_api_key: SecretStr | None = Field(None, alias="ANTHROPIC_API_KEY")
+    llm_provider: Literal["scripted", "anthropic", "openai"] | None = Field(None, alias="LLM_PROVIDER")
+    llm_script: Path | None = Field(None, alias="LLM_SCRIPT")
+    llm_model: str | None = Field(None, alias="LLM_MODEL")
+    max_attempts: int = Field(3, alias="MAX_ATTEMPTS", ge=1)
+    max_agent_turns: int = Field(40, alias="MAX_AGENT_TURNS", ge=1)
+    tool_timeout_seconds: float = Field(600.0, alias="SF_TOOL_TIMEOUT_SECONDS", gt=0)
+    git_timeout_seconds: float = Field(300.0, alias="SF_GIT_TIMEOUT_SECONDS", gt=0)
+    git_author_name: str = Field("Service Feature", alias="SF_GIT_AUTHOR_NAME")
+    git_author_email: str = Field("service-feature@localhost", alias="SF_GIT_AUTHOR_EMAIL")
+
+    @property
+    def workspaces(self) -> Path:
+        return (self.workspace_base_path or self.data_dir / "workspaces").expanduser().resolve()
+
+    @property
+    def resolved_llm_provider(self) -> str:
+        if self.llm_provider:
+            return self.llm_provider
+        return "anthropic" if self.anthropic_api_key else "scripted"
+
+
+class ReviewerSettings(CommonSettings):
+    service_name: str = Field("feature_reviewer", alias="SERVICE_NAME")
+    max_risk_score: int = Field(50, alias="MAX_RISK_SCORE", ge=0, le=100)
+    max_critical_issues: int = Field(0, alias="MAX_CRITICAL_ISSUES", ge=0)
+    block_on_secrets: bool = Field(True, alias="BLOCK_ON_SECRETS")
+
+
+class ExecutorSettings(CommonSettings):
+    service_name: str = Field("feature_executor", alias="SERVICE_NAME")
+    workspace_base_path: Path | None = Field(None, alias="WORKSPACE_BASE_PATH")
+    allow_local_repositories: bool = Field(False, alias="ALLOW_LOCAL_REPOSITORIES")
+    sandbox_enabled: bool = Field(True, alias="SANDBOX_ENABLED")
+    sandbox_type: Literal["auto", "bwrap", "docker", "process"] = Field("auto", alias="SANDBOX_TYPE")
+    sandbox_memory_limit_mb: int = Field(2048, alias="SANDBOX_MEMORY_LIMIT_MB", ge=64)
+    max_concurrent_executions: int = Field(5, alias="MAX_CONCURRENT_EXECUTIONS", ge=1)
+    test_timeout_seconds: float = Field(600.0, alias="SF_TEST_TIMEOUT_SECONDS", gt=0)
+    test_output_limit_bytes: int = Field(1_000_000, alias="SF_TEST_OUTPUT_LIMIT_BYTES", ge=1024)
+    git_timeout_seconds: float = Field(300.0, alias="SF_GIT_TIMEOUT_SECONDS", gt=0)
+
+    @property
+    def workspaces(self) -> Path:
+        return (self.workspace_base_path or self.data_dir / "workspaces").expanduser().resolve()
