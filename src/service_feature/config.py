@@ -29,6 +29,9 @@ class CommonSettings(BaseSettings):
     max_deliver: int = Field(5, alias="SF_MAX_DELIVER", ge=2)
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_format: Literal["console", "json"] = Field("console", alias="LOG_FORMAT")
+    workspace_base_path: Path | None = Field(None, alias="WORKSPACE_BASE_PATH")
+    allow_local_repositories: bool = Field(False, alias="ALLOW_LOCAL_REPOSITORIES")
+    git_timeout_seconds: float = Field(300.0, alias="SF_GIT_TIMEOUT_SECONDS", gt=0)
 
     @field_validator("data_dir")
     @classmethod
@@ -47,6 +50,11 @@ class CommonSettings(BaseSettings):
         if url.startswith("sqlite:///"):
             return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
         return url
+
+    @property
+    def workspaces(self) -> Path:
+        """Checkouts live here; each service keeps its own subfolder, so none needs another's disk."""
+        return (self.workspace_base_path or self.data_dir / "workspaces").expanduser().resolve()
 
     @property
     def nats_url(self) -> str | None:
@@ -69,8 +77,6 @@ class GatewaySettings(CommonSettings):
 
 class WorkerSettings(CommonSettings):
     service_name: str = Field("feature_worker", alias="SERVICE_NAME")
-    workspace_base_path: Path | None = Field(None, alias="WORKSPACE_BASE_PATH")
-    allow_local_repositories: bool = Field(False, alias="ALLOW_LOCAL_REPOSITORIES")
     anthropic_api_key: SecretStr | None = Field(None, alias="ANTHROPIC_API_KEY")
     llm_provider: Literal["scripted", "anthropic", "openai"] | None = Field(None, alias="LLM_PROVIDER")
     llm_script: Path | None = Field(None, alias="LLM_SCRIPT")
@@ -78,13 +84,8 @@ class WorkerSettings(CommonSettings):
     max_attempts: int = Field(3, alias="MAX_ATTEMPTS", ge=1)
     max_agent_turns: int = Field(40, alias="MAX_AGENT_TURNS", ge=1)
     tool_timeout_seconds: float = Field(600.0, alias="SF_TOOL_TIMEOUT_SECONDS", gt=0)
-    git_timeout_seconds: float = Field(300.0, alias="SF_GIT_TIMEOUT_SECONDS", gt=0)
     git_author_name: str = Field("Service Feature", alias="SF_GIT_AUTHOR_NAME")
     git_author_email: str = Field("service-feature@localhost", alias="SF_GIT_AUTHOR_EMAIL")
-
-    @property
-    def workspaces(self) -> Path:
-        return (self.workspace_base_path or self.data_dir / "workspaces").expanduser().resolve()
 
     @property
     def resolved_llm_provider(self) -> str:
@@ -102,16 +103,9 @@ class ReviewerSettings(CommonSettings):
 
 class ExecutorSettings(CommonSettings):
     service_name: str = Field("feature_executor", alias="SERVICE_NAME")
-    workspace_base_path: Path | None = Field(None, alias="WORKSPACE_BASE_PATH")
-    allow_local_repositories: bool = Field(False, alias="ALLOW_LOCAL_REPOSITORIES")
     sandbox_enabled: bool = Field(True, alias="SANDBOX_ENABLED")
     sandbox_type: Literal["auto", "bwrap", "docker", "process"] = Field("auto", alias="SANDBOX_TYPE")
     sandbox_memory_limit_mb: int = Field(2048, alias="SANDBOX_MEMORY_LIMIT_MB", ge=64)
     max_concurrent_executions: int = Field(5, alias="MAX_CONCURRENT_EXECUTIONS", ge=1)
     test_timeout_seconds: float = Field(600.0, alias="SF_TEST_TIMEOUT_SECONDS", gt=0)
     test_output_limit_bytes: int = Field(1_000_000, alias="SF_TEST_OUTPUT_LIMIT_BYTES", ge=1024)
-    git_timeout_seconds: float = Field(300.0, alias="SF_GIT_TIMEOUT_SECONDS", gt=0)
-
-    @property
-    def workspaces(self) -> Path:
-        return (self.workspace_base_path or self.data_dir / "workspaces").expanduser().resolve()

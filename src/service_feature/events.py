@@ -25,14 +25,14 @@ class Subjects:
     TESTS_REQUESTED = "feature.tests.requested"
     TESTS_COMPLETED = "feature.tests.completed"
     REVIEW_REQUESTED = "feature.review.requested"
-    REVIEW_COMPLETED = "feature.review.completed"
+    ATTEMPT_REQUESTED = "feature.attempts.requested"
     DELIVERY_REQUESTED = "feature.delivery.requested"
     WORK = (
         FEATURE_REQUESTS,
         TESTS_REQUESTED,
         TESTS_COMPLETED,
         REVIEW_REQUESTED,
-        REVIEW_COMPLETED,
+        ATTEMPT_REQUESTED,
         DELIVERY_REQUESTED,
     )
     DEAD_LETTER = "deadletter.feature"
@@ -49,7 +49,7 @@ class EventType:
     TESTS_REQUESTED = "tests.requested"
     TESTS_COMPLETED = "tests.completed"
     REVIEW_REQUESTED = "review.requested"
-    REVIEW_COMPLETED = "review.completed"
+    ATTEMPT_REQUESTED = "attempt.requested"
     DELIVERY_REQUESTED = "delivery.requested"
     STATUS_CHANGED = "status.changed"
 

@@ -1,0 +1,6 @@
+"""Arithmetic helpers."""
+
+
+def add(left: int, right: int) -> int:
+    """Return the sum of two integers."""
+    return left + right

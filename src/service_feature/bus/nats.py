@@ -1,0 +1,257 @@
+"""The NATS JetStream adapter behind `Bus`.
+
+Layout (see docs/architecture.md):
+- stream FEATURES, WorkQueue retention, one subject per hop, each read by one filtered durable pull
+  consumer that every replica of the service shares (a WorkQueue stream allows one consumer per subject);
+- stream STATUS, limits retention, `status.feature.<id>`: the live status feed for watchers;
+- stream DEADLETTER, limits retention, `deadletter.feature`: messages that could not be handled, with the
+  reason in the `Sf-Dead-Letter-Reason` header.
+
+The consumer's own `max_deliver` is unlimited on purpose: the server does not remove a message from a
+WorkQueue stream when deliveries run out, so the adapter counts deliveries itself and dead-letters the
+message (publishing the copy before `term()`, since a termed message cannot be read back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import nats
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from service_feature.bus.base import Delivery, Handler, PermanentError, RequestHandler
+from service_feature.events import Envelope, PoisonMessage, Subjects, decode
+
+log = structlog.get_logger(__name__)
+
+WORK_STREAM = "FEATURES"
+STATUS_STREAM = "STATUS"
+DEAD_LETTER_STREAM = "DEADLETTER"
+REASON_HEADER = "Sf-Dead-Letter-Reason"
+SUBJECT_HEADER = "Sf-Original-Subject"
+_FETCH_WAIT_SECONDS = 1.0
+
+DeadLetterHook = Callable[[Envelope, str], Awaitable[None]]
+
+
+class NatsBus:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        ack_wait_seconds: float = 30.0,
+        max_deliver: int = 5,
+        on_dead_letter: DeadLetterHook | None = None,
+    ) -> None:
+        self._nc = client
+        self._js: JetStreamContext = client.jetstream()
+        self._ack_wait = ack_wait_seconds
+        self._max_deliver = max_deliver
+        self._on_dead_letter = on_dead_letter
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._subscriptions: list[JetStreamContext.PullSubscription] = []
+        self._core_subscriptions: list[nats.aio.subscription.Subscription] = []
+        self._stopping = asyncio.Event()
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        name: str,
+        ack_wait_seconds: float = 30.0,
+        max_deliver: int = 5,
+        on_dead_letter: DeadLetterHook | None = None,
+    ) -> NatsBus:
+        client = await nats.connect(
+            url,
+            name=name,
+            max_reconnect_attempts=-1,  # services keep trying; the client's default gives up after ~2 min
+            reconnect_time_wait=0.5,
+            connect_timeout=5,
+        )
+        bus = cls(client, ack_wait_seconds=ack_wait_seconds, max_deliver=max_deliver, on_dead_letter=on_dead_letter)
+        await bus.ensure_streams()
+        return bus
+
+    async def ensure_streams(self) -> None:
+        streams = (
+            StreamConfig(
+                name=WORK_STREAM,
+                subjects=list(Subjects.WORK),
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                duplicate_window=120.0,
+            ),
+            StreamConfig(
+                name=STATUS_STREAM,
+                subjects=[f"{Subjects.STATUS_PREFIX}.>"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_age=7 * 24 * 3600.0,
+                duplicate_window=120.0,
+            ),
+            StreamConfig(
+                name=DEAD_LETTER_STREAM,
+                subjects=[Subjects.DEAD_LETTER],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                duplicate_window=120.0,
+            ),
+        )
+        for config in streams:
+            try:
+                await self._js.add_stream(config)
+            except BadRequestError:
+                await self._js.update_stream(config)  # exists with another config: bring it up to date
+
+    async def publish(self, subject: str, envelope: Envelope) -> None:
+        await self._js.publish(
+            subject, envelope.to_bytes(), headers={"Nats-Msg-Id": f"{subject}:{envelope.event_id}"}
+        )
+
+    async def consume(self, subject: str, durable: str, handler: Handler, *, concurrency: int = 1) -> None:
+        config = ConsumerConfig(
+            durable_name=durable,
+            filter_subject=subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self._ack_wait,
+            max_deliver=-1,
+        )
+        subscription = await self._js.pull_subscribe(subject, durable=durable, stream=WORK_STREAM, config=config)
+        self._subscriptions.append(subscription)
+        self._spawn(self._pull_loop(subscription, handler, concurrency))
+
+    async def request(self, subject: str, data: bytes, timeout: float) -> bytes:
+        reply = await self._nc.request(subject, data, timeout=timeout)
+        return bytes(reply.data)
+
+    async def serve(self, subject: str, group: str, handler: RequestHandler) -> None:
+        async def answer(msg: Msg) -> None:
+            # Callbacks of one subscription run one after another: answer in a task so requests overlap.
+            async def respond() -> None:
+                await msg.respond(await handler(msg.data))
+
+            self._spawn(respond())
+
+        self._core_subscriptions.append(await self._nc.subscribe(subject, queue=group, cb=answer))
+
+    async def ready(self) -> bool:
+        if not self._nc.is_connected:
+            return False
+        try:
+            await self._js.account_info()
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
+            return False
+        return True
+
+    async def stop_consuming(self) -> None:
+        """Stop fetching, wait for in-flight handlers, then unsubscribe (so a drain does not hang)."""
+        self._stopping.set()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self._ack_wait)
+        for subscription in self._subscriptions:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+        for core in self._core_subscriptions:
+            with contextlib.suppress(Exception):
+                await core.unsubscribe()
+        self._subscriptions.clear()
+        self._core_subscriptions.clear()
+
+    async def close(self) -> None:
+        await self.stop_consuming()
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self._nc.drain()
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _pull_loop(
+        self, subscription: JetStreamContext.PullSubscription, handler: Handler, concurrency: int
+    ) -> None:
+        slots = asyncio.Semaphore(concurrency)
+        while not self._stopping.is_set():
+            await slots.acquire()
+            if self._stopping.is_set():
+                slots.release()
+                return
+            try:
+                messages = await subscription.fetch(1, timeout=_FETCH_WAIT_SECONDS)
+            except TimeoutError:
+                slots.release()
+                continue
+            except Exception as error:  # noqa: BLE001 - reconnecting, server restart: keep pulling
+                slots.release()
+                log.debug("bus.fetch_failed", error=str(error))
+                await asyncio.sleep(0.5)
+                continue
+            for message in messages:
+                self._spawn(self._handle_and_release(message, handler, slots))
+
+    async def _handle_and_release(self, message: Msg, handler: Handler, slots: asyncio.Semaphore) -> None:
+        try:
+            await self._handle(message, handler)
+        finally:
+            slots.release()
+
+    async def _handle(self, message: Msg, handler: Handler) -> None:
+        attempt = message.metadata.num_delivered
+        try:
+            envelope = decode(message.data)
+        except PoisonMessage as poison:
+            await self._dead_letter(message, str(poison), None)
+            return
+        if attempt > self._max_deliver:
+            await self._dead_letter(message, f"gave up after {attempt - 1} deliveries", envelope)
+            return
+        bound = log.bind(subject=message.subject, execution_id=envelope.execution_id, attempt=attempt)
+        heartbeat = asyncio.create_task(self._heartbeat(message))
+        try:
+            await handler(Delivery(envelope=envelope, subject=message.subject, attempt=attempt))
+        except PermanentError as error:
+            await self._dead_letter(message, str(error), envelope)
+        except Exception as error:
+            bound.warning("bus.handler_failed", error=repr(error), exc_info=True)
+            if attempt >= self._max_deliver:
+                await self._dead_letter(message, f"failed {attempt} times, last: {error!r}", envelope)
+            else:
+                await message.nak(delay=min(2.0**attempt, 30.0))
+        else:
+            await message.ack()
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, message: Msg) -> None:
+        """Tell the server the message is still being worked on, so a long step is not redelivered."""
+        while True:
+            await asyncio.sleep(self._ack_wait / 3)
+            with contextlib.suppress(Exception):
+                await message.in_progress()
+
+    async def _dead_letter(self, message: Msg, reason: str, envelope: Envelope | None) -> None:
+        log.error("bus.dead_letter", subject=message.subject, reason=reason)
+        sequence = message.metadata.sequence.stream
+        await self._js.publish(
+            Subjects.DEAD_LETTER,
+            message.data,
+            headers={
+                REASON_HEADER: reason[:4000],
+                SUBJECT_HEADER: message.subject,
+                "Nats-Msg-Id": f"dead-letter:{WORK_STREAM}:{sequence}",
+            },
+        )
+        await message.term()
+        if envelope is not None and self._on_dead_letter is not None:
+            await self._on_dead_letter(envelope, reason)

@@ -1,0 +1,96 @@
+"""The executor service: runs the tests a worker asks for, durably (the gate before review) or
+interactively (the agent's `run_tests` tool)."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import APIRouter
+
+from service_feature.bus.base import Bus, Delivery
+from service_feature.events import Envelope, EventType, Subjects
+from service_feature.executor.runner import RunSpec, TestRunner
+from service_feature.lifecycle import FeatureStatus
+from service_feature.models import FeatureRequest, TestResult
+from service_feature.store.database import Database
+from service_feature.store.features import (
+    add_outbox,
+    append_event,
+    claim_message,
+    execution_for,
+    find_feature,
+    patch_for,
+)
+from service_feature.store.outbox import OutboxRelay
+from service_feature.store.tables import Execution
+
+log = structlog.get_logger(__name__)
+
+CONSUMER = "executor-tests"
+
+
+class ExecutorService:
+    name = "executor"
+
+    def __init__(self, database: Database, bus: Bus, relay: OutboxRelay, runner: TestRunner, concurrency: int) -> None:
+        self._database = database
+        self._bus = bus
+        self._relay = relay
+        self.runner = runner
+        self._concurrency = concurrency
+
+    async def start(self) -> None:
+        await self._bus.consume(Subjects.TESTS_REQUESTED, CONSUMER, self.handle_tests_requested,
+                                concurrency=self._concurrency)  # fmt: skip
+        await self._bus.serve(Subjects.EXECUTOR_RUN, "executor", self.handle_interactive_run)
+
+    def router(self) -> APIRouter:
+        router = APIRouter(tags=["executor"])
+
+        @router.get("/api/v1/executions/active")
+        async def active_executions() -> dict[str, object]:
+            runs = [run.describe() for run in self.runner.active.values()]
+            return {"executions": runs, "count": len(runs)}
+
+        return router
+
+    async def handle_interactive_run(self, data: bytes) -> bytes:
+        spec = RunSpec.model_validate_json(data)
+        try:
+            result = await self.runner.run(spec)
+        except Exception as error:  # noqa: BLE001 - the agent sees the failure as the tool's result
+            result = TestResult(command="", sandbox="", exit_code=None, errored=1, output_tail=f"test run failed: {error}")
+        return result.model_dump_json().encode()
+
+    async def handle_tests_requested(self, delivery: Delivery) -> None:
+        execution_id = delivery.envelope.execution_id
+        attempt = int(delivery.envelope.payload["attempt"])
+        async with self._database.transaction() as session:
+            feature = await find_feature(session, execution_id)
+            if feature is None or feature.status != FeatureStatus.testing or feature.attempts != attempt:
+                return  # stale or duplicate: the feature has moved on
+            if await execution_for(session, execution_id, attempt) is not None:
+                return
+            patch = await patch_for(session, execution_id, attempt)
+            request = FeatureRequest.model_validate(feature.request)
+            assert patch is not None and feature.base_commit is not None
+            spec = RunSpec(
+                execution_id=execution_id,
+                repository_url=feature.repository_url,
+                base_commit=feature.base_commit,
+                diff=patch.diff,
+                language=request.specification.language,
+                test_command=request.test_command,
+            )
+        result = await self.runner.run(spec)
+        log.info("executor.tests_done", execution_id=execution_id, attempt=attempt, **result.summary())
+        async with self._database.transaction() as session:
+            if not await claim_message(session, CONSUMER, delivery.envelope.event_id):
+                return
+            session.add(Execution(execution_id=execution_id, attempt=attempt, result=result.model_dump(mode="json")))
+            append_event(session, execution_id, "tests.completed", FeatureStatus.testing,
+                         {"attempt": attempt, **result.summary()})  # fmt: skip
+            add_outbox(session, Subjects.TESTS_COMPLETED, Envelope(
+                type=EventType.TESTS_COMPLETED, execution_id=execution_id, trace=delivery.envelope.trace,
+                payload={"attempt": attempt, "result": result.model_dump(mode="json")},
+            ))  # fmt: skip
+        self._relay.wake()

@@ -1,0 +1,74 @@
+"""What the HTTP API returns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from service_feature.store.tables import Feature, FeatureEvent
+
+
+class FeatureOut(BaseModel):
+    execution_id: str
+    status: str
+    title: str
+    repository_url: str
+    branch: str
+    attempts: int
+    agent_turns: int
+    base_commit: str | None
+    delivered_branch: str | None
+    delivered_commit: str | None
+    test_summary: dict[str, Any] | None
+    review_summary: dict[str, Any] | None
+    failure_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    request: dict[str, Any]
+
+    @classmethod
+    def of(cls, feature: Feature) -> FeatureOut:
+        return cls(
+            execution_id=feature.execution_id,
+            status=feature.status,
+            title=feature.title,
+            repository_url=feature.repository_url,
+            branch=feature.base_branch,
+            attempts=feature.attempts,
+            agent_turns=feature.agent_turns,
+            base_commit=feature.base_commit,
+            delivered_branch=feature.delivered_branch,
+            delivered_commit=feature.delivered_commit,
+            test_summary=feature.test_summary,
+            review_summary=feature.review_summary,
+            failure_reason=feature.failure_reason,
+            created_at=feature.created_at,
+            updated_at=feature.updated_at,
+            request=feature.request,
+        )
+
+
+class FeaturePage(BaseModel):
+    items: list[FeatureOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class EventOut(BaseModel):
+    id: int
+    type: str
+    status: str
+    detail: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, event: FeatureEvent) -> EventOut:
+        return cls(id=event.id, type=event.type, status=event.status, detail=event.detail, created_at=event.created_at)
+
+
+class EventsOut(BaseModel):
+    execution_id: str
+    events: list[EventOut]

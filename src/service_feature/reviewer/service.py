@@ -1,0 +1,93 @@
+"""The reviewer service: reviews each tested patch and applies the decision.
+
+Approve moves the feature to `delivering` and asks the worker to deliver; reject ends it; needs_human
+parks it in `awaiting_approval`. The decision, score and findings are stored with the feature.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+import structlog
+
+from service_feature.bus.base import Bus, Delivery
+from service_feature.config import ReviewerSettings
+from service_feature.events import Envelope, EventType, Subjects
+from service_feature.git import Git
+from service_feature.lifecycle import FeatureStatus
+from service_feature.models import Decision, FeatureRequest, TestResult
+from service_feature.reviewer.review import ReviewInput, ReviewPolicy, review
+from service_feature.store.database import Database
+from service_feature.store.features import add_outbox, claim_message, execution_for, find_feature, move, patch_for
+from service_feature.store.outbox import OutboxRelay
+from service_feature.store.tables import Review
+
+log = structlog.get_logger(__name__)
+
+CONSUMER = "reviewer"
+_NEXT_STATUS = {
+    Decision.approve: FeatureStatus.delivering,
+    Decision.reject: FeatureStatus.rejected,
+    Decision.needs_human: FeatureStatus.awaiting_approval,
+}
+
+
+class ReviewerService:
+    name = "reviewer"
+
+    def __init__(self, settings: ReviewerSettings, database: Database, bus: Bus, relay: OutboxRelay, git: Git) -> None:
+        self._settings = settings
+        self._database = database
+        self._bus = bus
+        self._relay = relay
+        self._git = git
+        self._policy = ReviewPolicy(
+            max_risk_score=settings.max_risk_score,
+            max_critical_issues=settings.max_critical_issues,
+            block_on_secrets=settings.block_on_secrets,
+        )
+
+    async def start(self) -> None:
+        await self._bus.consume(Subjects.REVIEW_REQUESTED, CONSUMER, self.handle_review_requested, concurrency=2)
+
+    async def handle_review_requested(self, delivery: Delivery) -> None:
+        execution_id = delivery.envelope.execution_id
+        attempt = int(delivery.envelope.payload["attempt"])
+        async with self._database.transaction() as session:
+            feature = await find_feature(session, execution_id)
+            if feature is None or feature.status != FeatureStatus.reviewing or feature.attempts != attempt:
+                return
+            patch = await patch_for(session, execution_id, attempt)
+            execution = await execution_for(session, execution_id, attempt)
+            request = FeatureRequest.model_validate(feature.request)
+            base_commit = feature.base_commit
+        assert patch is not None and base_commit is not None
+        tests = TestResult.model_validate(execution.result) if execution else None
+        mirror = await self._git.mirror(request.repository_url)
+        tree = await self._git.worktree(mirror, self._git.root / "reviews" / f"{execution_id}-{uuid.uuid4().hex[:8]}",
+                                        base_commit)  # fmt: skip
+        try:
+            await self._git.apply(tree, patch.diff)
+            result = review(ReviewInput(request.specification, patch.diff, tests, patched_tree=tree), self._policy)
+        finally:
+            await self._git.remove_worktree(mirror, tree)
+            shutil.rmtree(tree, ignore_errors=True)
+        log.info("reviewer.decided", execution_id=execution_id, decision=result.decision, risk=result.risk_score)
+        async with self._database.transaction() as session:
+            if not await claim_message(session, CONSUMER, delivery.envelope.event_id):
+                return
+            feature = await find_feature(session, execution_id)
+            if feature is None or feature.status != FeatureStatus.reviewing:
+                return
+            session.add(Review(execution_id=execution_id, attempt=attempt, decision=result.decision.value,
+                               risk_score=result.risk_score, result=result.model_dump(mode="json")))  # fmt: skip
+            feature.review_summary = result.summary()
+            reason = "; ".join(result.reasons) if result.decision is not Decision.approve else None
+            move(session, feature, _NEXT_STATUS[result.decision], reason=reason, detail=result.summary())
+            if result.decision is Decision.approve:
+                add_outbox(session, Subjects.DELIVERY_REQUESTED, Envelope(
+                    type=EventType.DELIVERY_REQUESTED, execution_id=execution_id, trace=delivery.envelope.trace,
+                    payload={"attempt": attempt},
+                ))  # fmt: skip
+        self._relay.wake()

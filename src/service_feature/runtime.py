@@ -1,0 +1,167 @@
+"""The composition root: builds the services a process runs, over one database, bus and outbox relay.
+
+`service-feature up` runs all four here (the embedded default, with a private nats-server and SQLite
+unless configured otherwise); `service-feature <service>` runs one. Either way the same service code,
+bus semantics and store code run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+import uvicorn
+from fastapi import APIRouter
+
+from service_feature.bus.embedded import EmbeddedNatsServer
+from service_feature.bus.nats import NatsBus
+from service_feature.config import CommonSettings, ExecutorSettings, GatewaySettings, ReviewerSettings, WorkerSettings
+from service_feature.events import Envelope
+from service_feature.executor.runner import TestRunner
+from service_feature.executor.sandbox.factory import create_sandbox, limits_from_settings
+from service_feature.executor.service import ExecutorService
+from service_feature.gateway.routes import feature_router
+from service_feature.git import Git
+from service_feature.http import create_app
+from service_feature.reviewer.service import ReviewerService
+from service_feature.store.database import Database, upgrade
+from service_feature.store.features import fail_feature
+from service_feature.store.outbox import OutboxRelay
+from service_feature.worker.service import WorkerService
+
+log = structlog.get_logger(__name__)
+
+SERVICES = ("gateway", "worker", "reviewer", "executor")
+
+
+class Service(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the platform owns SIGTERM/SIGINT and shuts down in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Platform:
+    services: Sequence[str] = SERVICES
+    port: int | None = None
+    migrate: bool = True
+    settings: CommonSettings = field(default_factory=CommonSettings)
+
+    def __post_init__(self) -> None:
+        self.nats: EmbeddedNatsServer | None = None
+        self.database: Database | None = None
+        self.bus: NatsBus | None = None
+        self.relay: OutboxRelay | None = None
+        self.http: _Server | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self.started = asyncio.Event()
+        self.executor: ExecutorService | None = None
+
+    @property
+    def name(self) -> str:
+        return self.services[0] if len(self.services) == 1 else "gateway"
+
+    async def start(self) -> None:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = settings.nats_url
+        if url is None:
+            self.nats = EmbeddedNatsServer(settings.data_dir / "nats")
+            await self.nats.start()
+            url = self.nats.url
+        self.database = database = Database(settings.sqlalchemy_url)
+        if self.migrate:
+            await upgrade(database.engine)
+        self.bus = bus = await NatsBus.connect(
+            url,
+            name=f"service-feature-{self.name}",
+            ack_wait_seconds=settings.ack_wait_seconds,
+            max_deliver=settings.max_deliver,
+            on_dead_letter=self._dead_lettered,
+        )
+        self.relay = relay = OutboxRelay(database, bus)
+        relay.start()
+        routers: list[APIRouter] = []
+        started: list[Service] = []
+        if "worker" in self.services:
+            worker = WorkerSettings()
+            started.append(WorkerService(worker, database, bus, relay, self._git(worker, "worker")))
+        if "reviewer" in self.services:
+            reviewer = ReviewerSettings()
+            started.append(ReviewerService(reviewer, database, bus, relay, self._git(reviewer, "reviewer")))
+        if "executor" in self.services:
+            executor = ExecutorSettings()
+            runner = TestRunner(self._git(executor, "executor"), create_sandbox(executor),
+                                limits_from_settings(executor), executor.max_concurrent_executions)  # fmt: skip
+            self.executor = ExecutorService(database, bus, relay, runner, executor.max_concurrent_executions)
+            started.append(self.executor)
+            routers.append(self.executor.router())
+        if "gateway" in self.services:
+            routers.append(feature_router(GatewaySettings(), database, relay))
+        for service in started:
+            await service.start()
+        app = create_app(self.name, {"database": database.ready, "bus": bus.ready}, routers)
+        host, port = settings.listen_host_port
+        config = uvicorn.Config(app, host=host, port=self.port or port, log_config=None, access_log=False,
+                                lifespan="off")  # fmt: skip
+        self.http = _Server(config)
+        self._http_task = asyncio.create_task(self.http.serve())
+        while not self.http.started:
+            if self._http_task.done():
+                self._http_task.result()  # raises the bind error
+            await asyncio.sleep(0.02)
+        self.started.set()
+        log.info("platform.started", services=list(self.services), port=config.port, nats=url,
+                 database=settings.sqlalchemy_url.split("@")[-1])  # fmt: skip
+
+    def _git(self, settings: CommonSettings, service: str) -> Git:
+        return Git(settings.workspaces / service, timeout=settings.git_timeout_seconds,
+                   allow_local=settings.allow_local_repositories)  # fmt: skip
+
+    async def _dead_lettered(self, envelope: Envelope, reason: str) -> None:
+        assert self.database is not None and self.relay is not None
+        async with self.database.transaction() as session:
+            await fail_feature(session, envelope.execution_id, f"internal error, message dead-lettered: {reason}")
+        self.relay.wake()
+
+    async def stop(self) -> None:
+        """Stop in dependency order: no new HTTP work, finish in-flight messages, flush the outbox."""
+        if self.http is not None:
+            self.http.should_exit = True
+            if self._http_task:
+                await self._http_task
+        if self.bus is not None:
+            await self.bus.stop_consuming()
+        if self.relay is not None:
+            await self.relay.stop()
+        if self.bus is not None:
+            await self.bus.close()
+        if self.database is not None:
+            await self.database.close()
+        if self.nats is not None:
+            await self.nats.stop()
+
+    async def run_until_signalled(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            log.info("platform.stopping")
+            await self.stop()

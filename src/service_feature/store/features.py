@@ -1,0 +1,176 @@
+"""Reads and writes of features and their logs. Each function works inside the caller's transaction, so a
+state change, its event-log entry and the events it causes commit together or not at all."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service_feature.events import Envelope, EventType, Subjects
+from service_feature.lifecycle import FeatureStatus, transition
+from service_feature.models import FeatureRequest
+from service_feature.store.tables import (
+    Execution,
+    Feature,
+    FeatureEvent,
+    OutboxMessage,
+    Patch,
+    ProcessedMessage,
+    Review,
+    TranscriptEntry,
+)
+
+
+class FeatureNotFound(LookupError):
+    pass
+
+
+async def get_feature(session: AsyncSession, execution_id: str, *, for_update: bool = False) -> Feature:
+    statement = select(Feature).where(Feature.execution_id == execution_id)
+    if for_update:
+        statement = statement.with_for_update()
+    feature = (await session.execute(statement)).scalar_one_or_none()
+    if feature is None:
+        raise FeatureNotFound(execution_id)
+    return feature
+
+
+async def find_feature(session: AsyncSession, execution_id: str) -> Feature | None:
+    return await session.get(Feature, execution_id)
+
+
+async def create_feature(session: AsyncSession, request: FeatureRequest, *, announce: bool = True) -> Feature:
+    """Insert a queued feature and log it; with `announce`, queue its request event in the same transaction
+    (not when the request arrived on the bus already)."""
+    feature = Feature(
+        execution_id=request.execution_id,
+        status=FeatureStatus.queued.value,
+        request=request.model_dump(mode="json"),
+        repository_url=request.repository_url,
+        base_branch=request.branch,
+        title=request.specification.title,
+        attempts=0,
+        agent_turns=0,
+    )
+    session.add(feature)
+    append_event(session, request.execution_id, "feature.accepted", FeatureStatus.queued, {})
+    if announce:
+        add_outbox(
+            session,
+            Subjects.FEATURE_REQUESTS,
+            Envelope(
+                event_id=f"request-{request.execution_id}",
+                type=EventType.FEATURE_REQUESTED,
+                execution_id=request.execution_id,
+                payload={"request": request.model_dump(mode="json")},
+            ),
+        )
+    await session.flush()
+    return feature
+
+
+async def list_features(
+    session: AsyncSession, *, status: FeatureStatus | None, limit: int, offset: int
+) -> tuple[Sequence[Feature], int]:
+    query = select(Feature)
+    counter = select(func.count()).select_from(Feature)
+    if status is not None:
+        query = query.where(Feature.status == status.value)
+        counter = counter.where(Feature.status == status.value)
+    rows = (
+        await session.execute(query.order_by(Feature.created_at.desc()).limit(limit).offset(offset))
+    ).scalars()
+    total = (await session.execute(counter)).scalar_one()
+    return list(rows), int(total)
+
+
+def move(
+    session: AsyncSession,
+    feature: Feature,
+    target: FeatureStatus,
+    *,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Apply one state-machine transition, log it, and publish it on the status feed."""
+    step = transition(FeatureStatus(feature.status), target, reason)
+    feature.status = target.value
+    if target is FeatureStatus.failed or target is FeatureStatus.rejected:
+        feature.failure_reason = reason
+    data = {"from": step.source.value, **({"reason": reason} if reason else {}), **(detail or {})}
+    append_event(session, feature.execution_id, step.event_type, target, data)
+    add_outbox(
+        session,
+        Subjects.status(feature.execution_id),
+        Envelope(
+            type=EventType.STATUS_CHANGED,
+            execution_id=feature.execution_id,
+            payload={"status": target.value, **data},
+        ),
+    )
+
+
+def append_event(
+    session: AsyncSession, execution_id: str, event_type: str, status: FeatureStatus, detail: dict[str, Any]
+) -> None:
+    session.add(FeatureEvent(execution_id=execution_id, type=event_type, status=status.value, detail=detail))
+
+
+def add_outbox(session: AsyncSession, subject: str, envelope: Envelope) -> None:
+    session.add(OutboxMessage(subject=subject, envelope=envelope.model_dump(mode="json")))
+
+
+async def claim_message(session: AsyncSession, consumer: str, event_id: str) -> bool:
+    """Record that `consumer` handles `event_id`; False when it already did (a redelivery)."""
+    values = {"consumer": consumer, "event_id": event_id}
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    result = await session.execute(insert(ProcessedMessage).values(**values).on_conflict_do_nothing())
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def already_processed(session: AsyncSession, consumer: str, event_id: str) -> bool:
+    return await session.get(ProcessedMessage, (consumer, event_id)) is not None
+
+
+async def events_of(session: AsyncSession, execution_id: str) -> Sequence[FeatureEvent]:
+    query = select(FeatureEvent).where(FeatureEvent.execution_id == execution_id).order_by(FeatureEvent.id)
+    return list((await session.execute(query)).scalars())
+
+
+async def latest_patch(session: AsyncSession, execution_id: str) -> Patch | None:
+    query = select(Patch).where(Patch.execution_id == execution_id).order_by(Patch.attempt.desc()).limit(1)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def patch_for(session: AsyncSession, execution_id: str, attempt: int) -> Patch | None:
+    query = select(Patch).where(Patch.execution_id == execution_id, Patch.attempt == attempt)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def execution_for(session: AsyncSession, execution_id: str, attempt: int) -> Execution | None:
+    query = select(Execution).where(Execution.execution_id == execution_id, Execution.attempt == attempt)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def latest_review(session: AsyncSession, execution_id: str) -> Review | None:
+    query = select(Review).where(Review.execution_id == execution_id).order_by(Review.id.desc()).limit(1)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def transcript_of(session: AsyncSession, execution_id: str) -> Sequence[TranscriptEntry]:
+    query = select(TranscriptEntry).where(TranscriptEntry.execution_id == execution_id).order_by(TranscriptEntry.id)
+    return list((await session.execute(query)).scalars())
+
+
+async def fail_feature(session: AsyncSession, execution_id: str, reason: str) -> bool:
+    """Move a feature that has not ended to `failed`; False when it had ended already (or is unknown)."""
+    feature = await find_feature(session, execution_id)
+    if feature is None or FeatureStatus(feature.status).is_terminal:
+        return False
+    move(session, feature, FeatureStatus.failed, reason=reason)
+    return True

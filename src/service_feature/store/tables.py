@@ -1,0 +1,137 @@
+"""The database schema. The database is the source of truth; the bus only carries work between services."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Feature(Base):
+    __tablename__ = "features"
+
+    execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    request: Mapped[dict[str, Any]]
+    repository_url: Mapped[str] = mapped_column(Text)
+    base_branch: Mapped[str] = mapped_column(String(255))
+    title: Mapped[str] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    agent_turns: Mapped[int] = mapped_column(Integer, default=0)
+    base_commit: Mapped[str | None] = mapped_column(String(64))
+    delivered_branch: Mapped[str | None] = mapped_column(String(255))
+    delivered_commit: Mapped[str | None] = mapped_column(String(64))
+    test_summary: Mapped[dict[str, Any] | None]
+    review_summary: Mapped[dict[str, Any] | None]
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    # Optimistic locking: two replicas racing on one feature cannot both move it.
+    __mapper_args__ = {"version_id_col": version}
+
+
+class FeatureEvent(Base):
+    """The append-only log of everything that happened to a feature."""
+
+    __tablename__ = "feature_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("features.execution_id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_feature_events_execution_id_id", "execution_id", "id"),)
+
+
+class Patch(Base):
+    """The diff the agent produced, one per attempt."""
+
+    __tablename__ = "patches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("features.execution_id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    diff: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("execution_id", "attempt"),)
+
+
+class Execution(Base):
+    """One test run by the executor."""
+
+    __tablename__ = "executions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("features.execution_id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    result: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("execution_id", "attempt"),)
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("features.execution_id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(32))
+    risk_score: Mapped[int] = mapped_column(Integer)
+    result: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("execution_id", "attempt"),)
+
+
+class TranscriptEntry(Base):
+    """Every model call, tool call and tool result of a feature, in order."""
+
+    __tablename__ = "transcript_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("features.execution_id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    content: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_transcript_entries_execution_id_id", "execution_id", "id"),)
+
+
+class OutboxMessage(Base):
+    """Events written in the same transaction as the change that causes them, published afterwards."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject: Mapped[str] = mapped_column(String(255))
+    envelope: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class ProcessedMessage(Base):
+    """Which consumer already applied which event: makes redelivered messages harmless."""
+
+    __tablename__ = "processed_messages"
+
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(default=utcnow)

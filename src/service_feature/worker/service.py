@@ -1,0 +1,283 @@
+"""The worker service: checkout, the agent, the test-and-retry loop, and delivery.
+
+Each step is one handler over one durable subject and ends in one transaction that records its effect,
+the status change, the processed-message mark and the next step's event (the outbox). A crash anywhere
+before that commit means the message is redelivered and the step is redone from its start; after the
+commit the step is never redone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from service_feature.bus.base import Bus, Delivery, PermanentError
+from service_feature.config import WorkerSettings
+from service_feature.events import Envelope, EventType, Subjects
+from service_feature.git import Author, Git, GitError, RepositoryRefused
+from service_feature.lifecycle import FeatureStatus
+from service_feature.models import FeatureRequest, TestResult
+from service_feature.store.database import Database
+from service_feature.store.features import (
+    add_outbox,
+    claim_message,
+    create_feature,
+    fail_feature,
+    find_feature,
+    latest_review,
+    move,
+    patch_for,
+)
+from service_feature.store.outbox import OutboxRelay
+from service_feature.store.tables import Feature, Patch, TranscriptEntry
+from service_feature.worker.agent import AgentError, run_agent, task_message
+from service_feature.worker.llm.base import LLMProvider, ProviderError
+from service_feature.worker.llm.scripted import ScriptedProvider, load_script
+from service_feature.worker.tools import Toolbox, describe_tests
+
+log = structlog.get_logger(__name__)
+
+_GENERATING_FROM = frozenset({FeatureStatus.queued, FeatureStatus.checking_out, FeatureStatus.generating})
+
+
+class WorkerService:
+    name = "worker"
+
+    def __init__(self, settings: WorkerSettings, database: Database, bus: Bus, relay: OutboxRelay, git: Git) -> None:
+        self._settings = settings
+        self._database = database
+        self._bus = bus
+        self._relay = relay
+        self._git = git
+
+    async def start(self, concurrency: int = 2) -> None:
+        consumers = (
+            (Subjects.FEATURE_REQUESTS, "worker-requests", self.handle_generate),
+            (Subjects.ATTEMPT_REQUESTED, "worker-attempts", self.handle_generate),
+            (Subjects.TESTS_COMPLETED, "worker-test-results", self.handle_tests_completed),
+            (Subjects.DELIVERY_REQUESTED, "worker-delivery", self.handle_delivery),
+        )
+        for subject, durable, handler in consumers:
+            await self._bus.consume(subject, durable, handler, concurrency=concurrency)
+
+    # -- generate: checkout + agent + diff -------------------------------------------------------------
+
+    async def handle_generate(self, delivery: Delivery) -> None:
+        envelope = delivery.envelope
+        async with self._database.transaction() as session:
+            feature = await self._feature_for(session, envelope)
+            expected_attempt = feature.attempts + 1
+            if FeatureStatus(feature.status) not in _GENERATING_FROM:
+                return  # a redelivery of a step already done, or the feature ended meanwhile
+            if envelope.type == EventType.ATTEMPT_REQUESTED and envelope.payload.get("attempt") != expected_attempt:
+                return
+            if feature.status == FeatureStatus.queued:
+                move(session, feature, FeatureStatus.checking_out)
+            request = FeatureRequest.model_validate(feature.request)
+            base_commit, start_turn = feature.base_commit, feature.agent_turns
+        self._relay.wake()
+        log.info("worker.generate", execution_id=envelope.execution_id, attempt=expected_attempt)
+
+        try:
+            mirror = await self._git.mirror(request.repository_url)
+            if base_commit is None:
+                base_commit = await self._git.resolve_branch(mirror, request.branch)
+            worktree = await self._git.worktree(mirror, self._worktree_path(request.execution_id), base_commit)
+        except (GitError, RepositoryRefused) as error:
+            await self.fail(request.execution_id, f"checkout failed: {error}")
+            return
+        async with self._database.transaction() as session:
+            feature = await self._require(session, request.execution_id)
+            if feature.status == FeatureStatus.checking_out:
+                feature.base_commit = base_commit
+                move(session, feature, FeatureStatus.generating, detail={"base_commit": base_commit})
+            previous = await patch_for(session, request.execution_id, expected_attempt - 1)
+        self._relay.wake()
+        if previous is not None:
+            await self._git.apply(worktree, previous.diff)
+
+        transcript: list[tuple[str, dict[str, Any]]] = []
+        try:
+            provider = self._provider(request.execution_id, start_turn)
+            toolbox = Toolbox(worktree, lambda: self._run_tests_now(request, base_commit, worktree))
+            prompt = task_message(request.specification, envelope.payload.get("feedback"))
+            result = await run_agent(provider, toolbox, prompt, max_turns=self._settings.max_agent_turns,
+                                     record=lambda kind, content: transcript.append((kind, content)))  # fmt: skip
+        except (AgentError, ProviderError) as error:
+            await self.fail(request.execution_id, str(error), transcript=(expected_attempt, transcript))
+            return
+        diff = await self._git.diff(worktree, base_commit)
+
+        async with self._database.transaction() as session:
+            if not await claim_message(session, "worker-generate", envelope.event_id):
+                return
+            feature = await self._require(session, request.execution_id)
+            if feature.status != FeatureStatus.generating or feature.attempts != expected_attempt - 1:
+                return
+            session.add(Patch(execution_id=feature.execution_id, attempt=expected_attempt, diff=diff,
+                              summary=result.summary))  # fmt: skip
+            self._store_transcript(session, feature.execution_id, expected_attempt, transcript)
+            feature.attempts = expected_attempt
+            feature.agent_turns += result.turns
+            move(session, feature, FeatureStatus.testing,
+                 detail={"attempt": expected_attempt, "summary": result.summary, "diff_bytes": len(diff)})  # fmt: skip
+            add_outbox(session, Subjects.TESTS_REQUESTED, Envelope(
+                type=EventType.TESTS_REQUESTED, execution_id=feature.execution_id, trace=envelope.trace,
+                payload={"attempt": expected_attempt},
+            ))  # fmt: skip
+        self._relay.wake()
+
+    async def _feature_for(self, session: Any, envelope: Envelope) -> Feature:
+        """The feature an event is about; a bare request published straight to the bus creates it."""
+        feature = await find_feature(session, envelope.execution_id)
+        if feature is not None:
+            return feature
+        if envelope.type != EventType.FEATURE_REQUESTED:
+            raise PermanentError(f"no feature {envelope.execution_id} for a {envelope.type} event")
+        try:
+            request = FeatureRequest.model_validate(envelope.payload.get("request"))
+        except ValidationError as error:
+            raise PermanentError(f"invalid feature request: {error.errors()[0]['msg']}") from None
+        return await create_feature(session, request, announce=False)
+
+    async def _require(self, session: Any, execution_id: str) -> Feature:
+        feature = await find_feature(session, execution_id)
+        if feature is None:
+            raise PermanentError(f"feature {execution_id} disappeared")
+        return feature
+
+    def _provider(self, execution_id: str, start_turn: int) -> LLMProvider:
+        kind = self._settings.resolved_llm_provider
+        if kind == "scripted":
+            if self._settings.llm_script is None:
+                raise ProviderError("LLM_PROVIDER=scripted needs LLM_SCRIPT (a JSON file or a directory)")
+            return ScriptedProvider(load_script(self._settings.llm_script, execution_id), start_turn=start_turn)
+        raise ProviderError(f"LLM provider '{kind}' is not available in this build")
+
+    async def _run_tests_now(self, request: FeatureRequest, base_commit: str, worktree: Path) -> TestResult:
+        """The agent's run_tests tool: an interactive executor run of the current working tree."""
+        spec = {
+            "execution_id": request.execution_id,
+            "repository_url": request.repository_url,
+            "base_commit": base_commit,
+            "diff": await self._git.diff(worktree, base_commit),
+            "language": request.specification.language.value,
+            "test_command": request.test_command,
+        }
+        reply = await self._bus.request(Subjects.EXECUTOR_RUN, json.dumps(spec).encode(),
+                                        timeout=self._settings.tool_timeout_seconds)  # fmt: skip
+        return TestResult.model_validate_json(reply)
+
+    def _store_transcript(
+        self, session: Any, execution_id: str, attempt: int, transcript: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        for kind, content in transcript:
+            session.add(TranscriptEntry(execution_id=execution_id, attempt=attempt, kind=kind, content=content))
+
+    # -- tests done: review, retry or fail -------------------------------------------------------------
+
+    async def handle_tests_completed(self, delivery: Delivery) -> None:
+        envelope = delivery.envelope
+        attempt = int(envelope.payload["attempt"])
+        result = TestResult.model_validate(envelope.payload["result"])
+        async with self._database.transaction() as session:
+            if not await claim_message(session, "worker-test-results", envelope.event_id):
+                return
+            feature = await find_feature(session, envelope.execution_id)
+            if feature is None or feature.status != FeatureStatus.testing or feature.attempts != attempt:
+                return
+            feature.test_summary = result.summary()
+            if result.succeeded:
+                move(session, feature, FeatureStatus.reviewing, detail={"attempt": attempt})
+                add_outbox(session, Subjects.REVIEW_REQUESTED, Envelope(
+                    type=EventType.REVIEW_REQUESTED, execution_id=feature.execution_id, trace=envelope.trace,
+                    payload={"attempt": attempt},
+                ))  # fmt: skip
+            elif attempt < self._settings.max_attempts:
+                move(session, feature, FeatureStatus.generating, reason=f"tests failed on attempt {attempt}",
+                     detail={"attempt": attempt + 1})  # fmt: skip
+                add_outbox(session, Subjects.ATTEMPT_REQUESTED, Envelope(
+                    type=EventType.ATTEMPT_REQUESTED, execution_id=feature.execution_id, trace=envelope.trace,
+                    payload={"attempt": attempt + 1, "feedback": describe_tests(result)},
+                ))  # fmt: skip
+            else:
+                move(session, feature, FeatureStatus.failed,
+                     reason=f"tests still failing after {attempt} attempt(s): {result.failed} failed, "
+                            f"{result.errored} errored")  # fmt: skip
+        self._relay.wake()
+
+    # -- delivery --------------------------------------------------------------------------------------
+
+    async def handle_delivery(self, delivery: Delivery) -> None:
+        envelope = delivery.envelope
+        async with self._database.transaction() as session:
+            feature = await find_feature(session, envelope.execution_id)
+            if feature is None or feature.status != FeatureStatus.delivering:
+                return
+            patch = await patch_for(session, feature.execution_id, feature.attempts)
+            review = await latest_review(session, feature.execution_id)
+            request = FeatureRequest.model_validate(feature.request)
+            base_commit, created_at = feature.base_commit, feature.created_at
+        assert patch is not None and base_commit is not None
+        branch = f"feature/{request.execution_id}"
+        path = self._worktree_path(request.execution_id)
+        try:
+            mirror = await self._git.mirror(request.repository_url)
+            worktree = await self._git.worktree(mirror, path, base_commit)
+            await self._git.apply(worktree, patch.diff)
+            message = commit_message(request, patch.summary, review.result if review else None)
+            author = Author(self._settings.git_author_name, self._settings.git_author_email)
+            commit = await self._git.commit(worktree, message, author, created_at.isoformat())
+            await self._git.push(worktree, request.repository_url, commit, branch)
+        except (GitError, RepositoryRefused) as error:
+            await self.fail(request.execution_id, f"delivery failed: {error}")
+            return
+        async with self._database.transaction() as session:
+            if not await claim_message(session, "worker-delivery", envelope.event_id):
+                return
+            feature = await self._require(session, request.execution_id)
+            if feature.status != FeatureStatus.delivering:
+                return
+            feature.delivered_branch, feature.delivered_commit = branch, commit
+            move(session, feature, FeatureStatus.delivered, detail={"branch": branch, "commit": commit})
+        self._relay.wake()
+        await self._git.remove_worktree(mirror, path)
+        log.info("worker.delivered", execution_id=request.execution_id, branch=branch, commit=commit)
+
+    # -- shared ----------------------------------------------------------------------------------------
+
+    def _worktree_path(self, execution_id: str) -> Path:
+        return self._git.root / "features" / execution_id
+
+    async def fail(
+        self, execution_id: str, reason: str, *, transcript: tuple[int, list[tuple[str, dict[str, Any]]]] | None = None
+    ) -> None:
+        log.warning("worker.feature_failed", execution_id=execution_id, reason=reason)
+        async with self._database.transaction() as session:
+            if await fail_feature(session, execution_id, reason) and transcript:
+                self._store_transcript(session, execution_id, *transcript)
+        self._relay.wake()
+        shutil.rmtree(self._worktree_path(execution_id), ignore_errors=True)
+
+
+def commit_message(request: FeatureRequest, summary: str, review: dict[str, Any] | None) -> str:
+    spec = request.specification
+    lines = [spec.title, ""]
+    if spec.description:
+        lines += [spec.description, ""]
+    if spec.requirements:
+        lines += ["Requirements:", *(f"- {item}" for item in spec.requirements), ""]
+    if summary:
+        lines += [f"Agent summary: {summary}", ""]
+    if review:
+        lines += [f"Review: {review.get('decision')} (risk score {review.get('risk_score')})"]
+        lines += [f"- {reason}" for reason in review.get("reasons", [])]
+        lines += [""]
+    lines += [f"Execution-Id: {request.execution_id}"]
+    return "\n".join(lines) + "\n"
+
