@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -52,6 +52,8 @@ class FeatureRequest(StrictModel):
 
 
 class TestOutcome(StrEnum):
+    __test__ = False  # a domain enum, not a pytest class
+
     passed = "passed"
     failed = "failed"
     errored = "errored"
@@ -59,6 +61,8 @@ class TestOutcome(StrEnum):
 
 
 class TestCase(BaseModel):
+    __test__: ClassVar[bool] = False  # a domain model, not a pytest class
+
     name: str
     outcome: TestOutcome
     message: str = ""
@@ -66,6 +70,8 @@ class TestCase(BaseModel):
 
 class TestResult(BaseModel):
     """What the executor reports for one test run."""
+
+    __test__: ClassVar[bool] = False
 
     command: str
     sandbox: str

@@ -26,7 +26,8 @@ from service_feature.models import Language, TestResult
 _JUNIT_FILE = ".service-feature-junit.xml"
 _TAIL_CHARS = 8000
 SANDBOX_ENV = {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    # The platform's interpreter comes first, so `python -m pytest` in a test_command finds pytest.
+    "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
     "LANG": "C.UTF-8",
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONUNBUFFERED": "1",

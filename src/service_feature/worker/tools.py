@@ -7,6 +7,7 @@ the agent loop: it becomes an error result the model sees and can correct.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Awaitable, Callable
@@ -197,7 +198,10 @@ def _edit_mismatch(path: str, text: str, old_str: str, count: int) -> str:
         lines = [n for n, line in enumerate(text.splitlines(), 1) if old_str.splitlines()[0] in line]
         return f"old_str occurs {count} times in {path} (lines {lines[:10]}); include more context"
     first = old_str.strip().splitlines()[0].strip() if old_str.strip() else old_str
-    near = [f"{n}: {line}" for n, line in enumerate(text.splitlines(), 1) if first and first[:40] in line]
+    lines = text.splitlines()
+    stripped = [line.strip() for line in lines]
+    close = difflib.get_close_matches(first, stripped, n=3, cutoff=0.5)
+    near = [f"{number}: {lines[number - 1]}" for number in range(1, len(lines) + 1) if stripped[number - 1] in close]
     hint = ("; nearest lines:\n" + "\n".join(near[:5])) if near else ""
     return f"old_str was not found in {path}{hint}"
 

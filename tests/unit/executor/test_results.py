@@ -1,0 +1,91 @@
+import json
+
+from service_feature.executor.results import (
+    parse_any,
+    parse_cargo,
+    parse_go_json,
+    parse_javascript,
+    parse_junit,
+    parse_pytest_text,
+)
+from service_feature.models import TestOutcome
+
+JUNIT = b"""<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" tests="4">
+<testcase classname="tests.test_a" name="test_ok" time="0.001"/>
+<testcase classname="tests.test_a" name="test_bad"><failure message="assert 1 == 2">trace</failure></testcase>
+<testcase classname="tests.test_b" name="test_err"><error message="fixture boom"/></testcase>
+<testcase classname="tests.test_b" name="test_skip"><skipped message="later"/></testcase>
+</testsuite></testsuites>"""
+
+
+def test_junit_counts_and_failures() -> None:
+    counts = parse_junit(JUNIT)
+    assert counts is not None
+    assert (counts.passed, counts.failed, counts.errored, counts.skipped) == (1, 1, 1, 1)
+    assert [(c.name, c.outcome) for c in counts.failures] == [
+        ("tests.test_a::test_bad", TestOutcome.failed),
+        ("tests.test_b::test_err", TestOutcome.errored),
+    ]
+    assert counts.failures[0].message == "assert 1 == 2"
+
+
+def test_junit_with_entities_or_garbage_is_refused() -> None:
+    assert parse_junit(b'<!DOCTYPE x [<!ENTITY a "b">]><testsuite/>') is None
+    assert parse_junit(b"<testsuite") is None
+    assert parse_junit(b"") is None
+
+
+def test_pytest_text_summary() -> None:
+    output = (
+        "F.\nFAILED tests/test_x.py::test_y - assert 0\n1 failed, 3 passed, 1 skipped, 2 errors in 0.12s\n"
+    )
+    counts = parse_pytest_text(output)
+    assert counts is not None
+    assert (counts.passed, counts.failed, counts.errored, counts.skipped) == (3, 1, 2, 1)
+    assert counts.cases[0].name == "tests/test_x.py::test_y"
+    assert parse_pytest_text("no tests ran in 0.01s") is None
+
+
+def test_go_test_json() -> None:
+    lines = [
+        {"Action": "run", "Package": "ex/greet", "Test": "TestHello"},
+        {"Action": "output", "Package": "ex/greet", "Test": "TestHello", "Output": "want Hello\n"},
+        {"Action": "fail", "Package": "ex/greet", "Test": "TestHello"},
+        {"Action": "pass", "Package": "ex/greet", "Test": "TestBye"},
+        {"Action": "skip", "Package": "ex/greet", "Test": "TestLater"},
+        {"Action": "fail", "Package": "ex/greet"},
+    ]
+    counts = parse_go_json("\n".join(json.dumps(line) for line in lines))
+    assert counts is not None
+    assert (counts.passed, counts.failed, counts.skipped) == (1, 1, 1)
+    assert counts.failures[0].name == "ex/greet.TestHello"
+    assert "want Hello" in counts.failures[0].message
+
+
+def test_cargo_sums_every_test_binary() -> None:
+    output = (
+        "test tests::a ... ok\ntest tests::b ... FAILED\n"
+        "test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\n"
+        "test result: ok. 2 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out\n"
+    )
+    counts = parse_cargo(output)
+    assert counts is not None
+    assert (counts.passed, counts.failed, counts.skipped) == (3, 1, 1)
+    assert counts.failures[0].name == "tests::b"
+
+
+def test_jest_and_tap() -> None:
+    jest = parse_javascript("Tests:       1 failed, 4 passed, 5 total")
+    assert jest is not None
+    assert (jest.passed, jest.failed) == (4, 1)
+    tap = parse_javascript("# tests 3\n# pass 2\n# fail 1\n")
+    assert tap is not None
+    assert (tap.passed, tap.failed) == (2, 1)
+
+
+def test_parse_any_tries_each_format() -> None:
+    counts = parse_any("===== 2 passed in 0.01s =====")
+    assert counts is not None
+    assert counts.passed == 2
+    assert parse_any("hello") is None
