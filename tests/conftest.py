@@ -54,5 +54,5 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def scripts(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "scripts"
+def scripts(tmp_path: Path) -> Path:
+    return tmp_path / "scripts"

@@ -16,15 +16,20 @@ from service_feature.config import CommonSettings
 from service_feature.follow import FINAL_STATUSES, follow_feature, print_outcome
 from service_feature.logs import configure_logging
 
-app = typer.Typer(help="Service Feature: feature requests become tested, reviewed, delivered branches.",
-                  no_args_is_help=True, add_completion=False)  # fmt: skip
+app = typer.Typer(
+    help="Service Feature: feature requests become tested, reviewed, delivered branches.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console()
 
 DEFAULT_URL = os.environ.get("SF_API_URL", "http://127.0.0.1:8080")
 UrlOption = Annotated[str, typer.Option("--url", help="The gateway's base URL (or SF_API_URL).")]
-PortOption = Annotated[int | None, typer.Option("--port", help="HTTP port (default: from SERVER_ADDRESS, 8080).")]
+PortOption = Annotated[
+    int | None, typer.Option("--port", help="HTTP port (default: from SERVER_ADDRESS, 8080).")
+]
 
 
 def _run_platform(services: tuple[str, ...], port: int | None, migrate: bool) -> None:
@@ -32,7 +37,9 @@ def _run_platform(services: tuple[str, ...], port: int | None, migrate: bool) ->
 
     settings = CommonSettings()
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(Platform(services=services, port=port, migrate=migrate, settings=settings).run_until_signalled())
+    asyncio.run(
+        Platform(services=services, port=port, migrate=migrate, settings=settings).run_until_signalled()
+    )
 
 
 @app.command()

@@ -15,8 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service_feature.models import ExecutionId, FeatureRequest
 
-ENVELOPE_VERSION = 1
-
 
 class Subjects:
     """One subject per hop, each read by one filtered durable consumer (a WorkQueue stream allows that)."""
@@ -57,7 +55,7 @@ class EventType:
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: Literal[1] = ENVELOPE_VERSION
+    version: Literal[1] = 1
     event_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     type: str
     execution_id: ExecutionId

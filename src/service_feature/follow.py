@@ -13,7 +13,9 @@ from rich.table import Table
 FINAL_STATUSES = frozenset({"delivered", "failed", "rejected", "cancelled", "awaiting_approval"})
 
 
-async def follow_feature(url: str, execution_id: str, console: Console, *, timeout: float = 900.0) -> dict[str, Any]:
+async def follow_feature(
+    url: str, execution_id: str, console: Console, *, timeout: float = 900.0
+) -> dict[str, Any]:
     """Print the feature's events as they are appended; return the feature once it stops moving."""
     seen = 0
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -26,7 +28,11 @@ async def follow_feature(url: str, execution_id: str, console: Console, *, timeo
                         spinner.update(f"[bold]{event['status']}[/] …")
                     seen = len(events)
                     feature: dict[str, Any] = (await client.get(f"/api/v1/features/{execution_id}")).json()
-                    if feature["status"] in FINAL_STATUSES and seen and events[-1]["status"] == feature["status"]:
+                    if (
+                        feature["status"] in FINAL_STATUSES
+                        and seen
+                        and events[-1]["status"] == feature["status"]
+                    ):
                         return feature
                     await asyncio.sleep(0.2)
 
@@ -54,12 +60,18 @@ def print_outcome(url: str, feature: dict[str, Any], console: Console) -> None:
     table.add_row("status", f"[bold]{feature['status']}[/]")
     tests = feature.get("test_summary") or {}
     if tests:
-        table.add_row("tests", f"{tests['passed']} passed, {tests['failed']} failed, {tests['errored']} errored "
-                               f"({tests['sandbox']}: {tests['command']})")  # fmt: skip
+        table.add_row(
+            "tests",
+            f"{tests['passed']} passed, {tests['failed']} failed, {tests['errored']} errored "
+            f"({tests['sandbox']}: {tests['command']})",
+        )
     review = feature.get("review_summary") or {}
     if review:
-        table.add_row("review", f"{review['decision']} (risk score {review['risk_score']}): "
-                                + "; ".join(review.get("reasons", [])))  # fmt: skip
+        table.add_row(
+            "review",
+            f"{review['decision']} (risk score {review['risk_score']}): "
+            + "; ".join(review.get("reasons", [])),
+        )
     if feature.get("delivered_branch"):
         table.add_row("branch", f"{feature['delivered_branch']} @ {feature['delivered_commit']}")
     if feature.get("failure_reason"):

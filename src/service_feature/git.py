@@ -61,7 +61,11 @@ def check_repository_url(url: str, *, allow_local: bool) -> str:
 
 def _protocols(allow_local: bool) -> list[str]:
     allowed = ["https", "ssh"] + (["file"] if allow_local else [])
-    return ["-c", "protocol.allow=never", *(arg for p in allowed for arg in ("-c", f"protocol.{p}.allow=always"))]
+    return [
+        "-c",
+        "protocol.allow=never",
+        *(arg for p in allowed for arg in ("-c", f"protocol.{p}.allow=always")),
+    ]
 
 
 @dataclass(frozen=True)
@@ -85,15 +89,27 @@ class Git:
         env: Mapping[str, str] | None = None,
     ) -> str:
         self._hooks.mkdir(parents=True, exist_ok=True)
-        argv = ["git", "-c", f"core.hooksPath={self._hooks}", "-c", "submodule.recurse=false",
-                *_protocols(self.allow_local), *args]  # fmt: skip
+        argv = [
+            "git",
+            "-c",
+            f"core.hooksPath={self._hooks}",
+            "-c",
+            "submodule.recurse=false",
+            *_protocols(self.allow_local),
+            *args,
+        ]
         process = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root), **_GIT_ENV, **(env or {})},
+            env={
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "HOME": str(self.root),
+                **_GIT_ENV,
+                **(env or {}),
+            },
             start_new_session=True,
         )
         try:
@@ -104,7 +120,9 @@ class Git:
             raise GitError(f"git {args[0]} timed out after {self.timeout:.0f} s") from None
         if process.returncode != 0:
             message = err.decode(errors="replace").strip().splitlines()
-            raise GitError(f"git {args[0]} failed: {message[-1] if message else 'exit ' + str(process.returncode)}")
+            raise GitError(
+                f"git {args[0]} failed: {message[-1] if message else 'exit ' + str(process.returncode)}"
+            )
         return out.decode(errors="replace")
 
     # -- mirrors ---------------------------------------------------------------------------------------
@@ -129,7 +147,9 @@ class Git:
         path = self.mirror_path(url)
         async with self._locked(path):
             if (path / "HEAD").exists():
-                await self.run("--git-dir", str(path), "fetch", "--prune", "--no-recurse-submodules", "origin")
+                await self.run(
+                    "--git-dir", str(path), "fetch", "--prune", "--no-recurse-submodules", "origin"
+                )
             else:
                 partial = path.with_suffix(".partial")
                 shutil.rmtree(partial, ignore_errors=True)
@@ -139,8 +159,16 @@ class Git:
 
     async def resolve_branch(self, mirror: Path, branch: str) -> str:
         try:
-            return (await self.run("--git-dir", str(mirror), "rev-parse", "--verify", "--end-of-options",
-                                   f"refs/heads/{branch}^{{commit}}")).strip()  # fmt: skip
+            return (
+                await self.run(
+                    "--git-dir",
+                    str(mirror),
+                    "rev-parse",
+                    "--verify",
+                    "--end-of-options",
+                    f"refs/heads/{branch}^{{commit}}",
+                )
+            ).strip()
         except GitError:
             raise GitError(f"branch '{branch}' does not exist in the repository") from None
 
@@ -151,24 +179,29 @@ class Git:
         await self.remove_worktree(mirror, path)
         path.parent.mkdir(parents=True, exist_ok=True)
         async with self._locked(mirror):
-            await self.run("--git-dir", str(mirror), "worktree", "add", "--force", "--detach", str(path), commit)
+            await self.run(
+                "--git-dir", str(mirror), "worktree", "add", "--force", "--detach", str(path), commit
+            )
         return path
 
     async def remove_worktree(self, mirror: Path, path: Path) -> None:
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, path, True)
         async with self._locked(mirror):
             await self.run("--git-dir", str(mirror), "worktree", "prune")
 
     async def apply(self, worktree: Path, patch: str) -> None:
         if not patch.strip():
             return
-        await self.run("apply", "--index", "--binary", "--whitespace=nowarn", "-", cwd=worktree, stdin=patch.encode())
+        await self.run(
+            "apply", "--index", "--binary", "--whitespace=nowarn", "-", cwd=worktree, stdin=patch.encode()
+        )
 
     async def diff(self, worktree: Path, base: str) -> str:
         """Everything changed since `base`, new files included, as a binary-safe unified diff."""
         await self.run("add", "--all", cwd=worktree)
-        return await self.run("diff", "--cached", "--binary", "--no-color", "--no-ext-diff", base, cwd=worktree)
+        return await self.run(
+            "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", base, cwd=worktree
+        )
 
     async def changed_files(self, worktree: Path, base: str) -> Sequence[str]:
         await self.run("add", "--all", cwd=worktree)
@@ -188,13 +221,24 @@ class Git:
             "GIT_COMMITTER_DATE": timestamp,
         }
         await self.run("add", "--all", cwd=worktree)
-        await self.run("commit", "--no-verify", "--no-gpg-sign", "-q", "-F", "-", cwd=worktree,
-                       stdin=message.encode(), env=identity)  # fmt: skip
+        await self.run(
+            "commit",
+            "--no-verify",
+            "--no-gpg-sign",
+            "-q",
+            "-F",
+            "-",
+            cwd=worktree,
+            stdin=message.encode(),
+            env=identity,
+        )
         return (await self.run("rev-parse", "HEAD", cwd=worktree)).strip()
 
     async def push(self, worktree: Path, url: str, commit: str, branch: str) -> None:
         url = check_repository_url(url, allow_local=self.allow_local)
-        await self.run("push", "--no-verify", "--porcelain", "--", url, f"{commit}:refs/heads/{branch}", cwd=worktree)
+        await self.run(
+            "push", "--no-verify", "--porcelain", "--", url, f"{commit}:refs/heads/{branch}", cwd=worktree
+        )
 
     async def remote_branch_commit(self, url: str, branch: str) -> str | None:
         out = await self.run("ls-remote", "--", url, f"refs/heads/{branch}")

@@ -13,7 +13,9 @@ from service_feature import __version__
 ReadyCheck = Callable[[], Awaitable[bool]]
 
 
-def create_app(service: str, ready_checks: dict[str, ReadyCheck], routers: Sequence[APIRouter] = ()) -> FastAPI:
+def create_app(
+    service: str, ready_checks: dict[str, ReadyCheck], routers: Sequence[APIRouter] = ()
+) -> FastAPI:
     app = FastAPI(
         title="Service Feature",
         version=__version__,

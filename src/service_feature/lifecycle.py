@@ -34,7 +34,9 @@ class FeatureStatus(StrEnum):
         return self in TERMINAL
 
 
-TERMINAL = frozenset({FeatureStatus.delivered, FeatureStatus.failed, FeatureStatus.rejected, FeatureStatus.cancelled})
+TERMINAL = frozenset(
+    {FeatureStatus.delivered, FeatureStatus.failed, FeatureStatus.rejected, FeatureStatus.cancelled}
+)
 
 _FORWARD: dict[FeatureStatus, frozenset[FeatureStatus]] = {
     FeatureStatus.queued: frozenset({FeatureStatus.checking_out}),

@@ -20,7 +20,13 @@ from fastapi import APIRouter
 
 from service_feature.bus.embedded import EmbeddedNatsServer
 from service_feature.bus.nats import NatsBus
-from service_feature.config import CommonSettings, ExecutorSettings, GatewaySettings, ReviewerSettings, WorkerSettings
+from service_feature.config import (
+    CommonSettings,
+    ExecutorSettings,
+    GatewaySettings,
+    ReviewerSettings,
+    WorkerSettings,
+)
 from service_feature.events import Envelope
 from service_feature.executor.runner import TestRunner
 from service_feature.executor.sandbox.factory import create_sandbox, limits_from_settings
@@ -104,8 +110,12 @@ class Platform:
             started.append(ReviewerService(reviewer, database, bus, relay, self._git(reviewer, "reviewer")))
         if "executor" in self.services:
             executor = ExecutorSettings()
-            runner = TestRunner(self._git(executor, "executor"), create_sandbox(executor),
-                                limits_from_settings(executor), executor.max_concurrent_executions)  # fmt: skip
+            runner = TestRunner(
+                self._git(executor, "executor"),
+                create_sandbox(executor),
+                limits_from_settings(executor),
+                executor.max_concurrent_executions,
+            )
             self.executor = ExecutorService(database, bus, relay, runner, executor.max_concurrent_executions)
             started.append(self.executor)
             routers.append(self.executor.router())
@@ -115,8 +125,9 @@ class Platform:
             await service.start()
         app = create_app(self.name, {"database": database.ready, "bus": bus.ready}, routers)
         host, port = settings.listen_host_port
-        config = uvicorn.Config(app, host=host, port=self.port or port, log_config=None, access_log=False,
-                                lifespan="off")  # fmt: skip
+        config = uvicorn.Config(
+            app, host=host, port=self.port or port, log_config=None, access_log=False, lifespan="off"
+        )
         self.http = _Server(config)
         self._http_task = asyncio.create_task(self.http.serve())
         while not self.http.started:
@@ -124,17 +135,27 @@ class Platform:
                 self._http_task.result()  # raises the bind error
             await asyncio.sleep(0.02)
         self.started.set()
-        log.info("platform.started", services=list(self.services), port=config.port, nats=url,
-                 database=settings.sqlalchemy_url.split("@")[-1])  # fmt: skip
+        log.info(
+            "platform.started",
+            services=list(self.services),
+            port=config.port,
+            nats=url,
+            database=settings.sqlalchemy_url.split("@")[-1],
+        )
 
     def _git(self, settings: CommonSettings, service: str) -> Git:
-        return Git(settings.workspaces / service, timeout=settings.git_timeout_seconds,
-                   allow_local=settings.allow_local_repositories)  # fmt: skip
+        return Git(
+            settings.workspaces / service,
+            timeout=settings.git_timeout_seconds,
+            allow_local=settings.allow_local_repositories,
+        )
 
     async def _dead_lettered(self, envelope: Envelope, reason: str) -> None:
         assert self.database is not None and self.relay is not None
         async with self.database.transaction() as session:
-            await fail_feature(session, envelope.execution_id, f"internal error, message dead-lettered: {reason}")
+            await fail_feature(
+                session, envelope.execution_id, f"internal error, message dead-lettered: {reason}"
+            )
         self.relay.wake()
 
     async def stop(self) -> None:

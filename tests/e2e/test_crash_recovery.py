@@ -20,8 +20,12 @@ pytestmark = pytest.mark.xdist_group("crash")
 
 def _start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "service_feature.cli", "up", "--port", str(port)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "service_feature.cli", "up", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -59,7 +63,9 @@ def test_sigkill_while_testing_then_restart_delivers_everything_exactly_once(
     first = _start(env, port, log)
     try:
         _wait_ready(url, first)
-        slow = feature_request(origin, "slow", test_command="sleep 4; python -m pytest -q -p no:cacheprovider")
+        slow = feature_request(
+            origin, "slow", test_command="sleep 4; python -m pytest -q -p no:cacheprovider"
+        )
         assert httpx.post(f"{url}/api/v1/features", json=slow, timeout=10).status_code == 202
         deadline = time.monotonic() + 60
         while _status(url, "slow") != "testing":
@@ -67,7 +73,9 @@ def test_sigkill_while_testing_then_restart_delivers_everything_exactly_once(
             time.sleep(0.05)
         others = [f"after{n}" for n in range(3)]
         for execution_id in others:
-            response = httpx.post(f"{url}/api/v1/features", json=feature_request(origin, execution_id), timeout=10)
+            response = httpx.post(
+                f"{url}/api/v1/features", json=feature_request(origin, execution_id), timeout=10
+            )
             assert response.status_code == 202
         first.send_signal(signal.SIGKILL)
         first.wait(10)
@@ -82,7 +90,9 @@ def test_sigkill_while_testing_then_restart_delivers_everything_exactly_once(
         deadline = time.monotonic() + 120
         for execution_id in ["slow", *others]:
             while (status := _status(url, execution_id)) not in FINAL:
-                assert time.monotonic() < deadline, f"{execution_id} stuck in {status}; log: {log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, (
+                    f"{execution_id} stuck in {status}; log: {log.read_text()[-3000:]}"
+                )
                 time.sleep(0.2)
             features[execution_id] = httpx.get(f"{url}/api/v1/features/{execution_id}", timeout=5).json()
         for execution_id, feature in features.items():
@@ -92,8 +102,12 @@ def test_sigkill_while_testing_then_restart_delivers_everything_exactly_once(
             assert counts["status.delivered"] == 1
             assert counts["feature.accepted"] == 1
             branch = f"feature/{execution_id}"
-            commits = subprocess.run(["git", "--git-dir", str(origin), "rev-list", "--count", f"main..{branch}"],
-                                     capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+            commits = subprocess.run(
+                ["git", "--git-dir", str(origin), "rev-list", "--count", f"main..{branch}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
             assert commits == "1"
         slow_events = httpx.get(f"{url}/api/v1/features/slow/events", timeout=5).json()["events"]
         assert sum(1 for e in slow_events if e["type"] == "tests.completed") == 1

@@ -20,8 +20,9 @@ from tests.support.platform import (
 
 
 def _git(origin: Path, *args: str) -> str:
-    return subprocess.run(["git", "--git-dir", str(origin), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()  # fmt: skip
+    return subprocess.run(
+        ["git", "--git-dir", str(origin), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 async def test_a_request_becomes_a_tested_reviewed_delivered_branch(
@@ -71,13 +72,25 @@ async def test_failing_tests_go_back_to_the_agent_until_they_pass(
 ) -> None:
     wrong = 'def greet(name: str) -> str:\n    return f"Hi, {name}"\n'
     right = 'def greet(name: str) -> str:\n    return f"Hello, {name}!"\n'
-    write_script(scripts, [
-        turn(call("write_file", path="src/demo_app/greeting.py", content=wrong),
-             call("write_file", path="tests/test_greeting.py", content=GREETING_TEST)),
-        turn(call("finish", summary="first try")),
-        turn(call("edit_file", path="src/demo_app/greeting.py", old_str='f"Hi, {name}"', new_str='f"Hello, {name}!"')),
-        turn(call("finish", summary="fixed the greeting")),
-    ])  # fmt: skip
+    write_script(
+        scripts,
+        [
+            turn(
+                call("write_file", path="src/demo_app/greeting.py", content=wrong),
+                call("write_file", path="tests/test_greeting.py", content=GREETING_TEST),
+            ),
+            turn(call("finish", summary="first try")),
+            turn(
+                call(
+                    "edit_file",
+                    path="src/demo_app/greeting.py",
+                    old_str='f"Hi, {name}"',
+                    new_str='f"Hello, {name}!"',
+                )
+            ),
+            turn(call("finish", summary="fixed the greeting")),
+        ],
+    )
     async with running_platform(tmp_path, monkeypatch, scripts) as api:
         await api.post("/api/v1/features", json=feature_request(origin, "retry1"))
         feature = await wait_for(api, "retry1", FINAL)
@@ -94,11 +107,16 @@ async def test_failing_tests_go_back_to_the_agent_until_they_pass(
 async def test_tests_that_never_pass_fail_the_feature_after_max_attempts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, origin: Path, scripts: Path
 ) -> None:
-    write_script(scripts, [
-        turn(call("write_file", path="tests/test_greeting.py", content="def test_x():\n    assert False\n")),
-        turn(call("finish", summary="try 1")),
-        turn(call("finish", summary="try 2")),
-    ])  # fmt: skip
+    write_script(
+        scripts,
+        [
+            turn(
+                call("write_file", path="tests/test_greeting.py", content="def test_x():\n    assert False\n")
+            ),
+            turn(call("finish", summary="try 1")),
+            turn(call("finish", summary="try 2")),
+        ],
+    )
     async with running_platform(tmp_path, monkeypatch, scripts, MAX_ATTEMPTS="2") as api:
         await api.post("/api/v1/features", json=feature_request(origin, "never"))
         feature = await wait_for(api, "never", FINAL)
@@ -112,8 +130,9 @@ async def test_bad_input_is_refused_and_the_platform_keeps_serving(
     write_script(scripts, greeting_turns())
     write_script(scripts, [turn(call("list_files")), turn(call("git_push", force=True))], name="badtool")
     async with running_platform(tmp_path, monkeypatch, scripts) as api:
-        malformed = await api.post("/api/v1/features", content=b"{not json",
-                                   headers={"content-type": "application/json"})  # fmt: skip
+        malformed = await api.post(
+            "/api/v1/features", content=b"{not json", headers={"content-type": "application/json"}
+        )
         assert malformed.status_code == 422
         assert malformed.json()["detail"][0]["type"] == "json_invalid"
 
@@ -143,7 +162,9 @@ async def test_bad_input_is_refused_and_the_platform_keeps_serving(
         assert norepo["status"] == "failed"
         assert norepo["failure_reason"].startswith("checkout failed: git clone failed")
         nobranch = await wait_for(api, "nobranch", FINAL)
-        assert nobranch["failure_reason"] == "checkout failed: branch 'develop' does not exist in the repository"
+        assert (
+            nobranch["failure_reason"] == "checkout failed: branch 'develop' does not exist in the repository"
+        )
         badtool = await wait_for(api, "badtool", FINAL)
         assert badtool["failure_reason"] == "LLM script names unknown tool 'git_push' in turn 2"
         fine = await wait_for(api, "fine", FINAL)

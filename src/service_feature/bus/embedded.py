@@ -69,21 +69,27 @@ class EmbeddedNatsServer:
         self._process = subprocess.Popen(  # noqa: ASYNC220 - returns at once; the wait is below
             [
                 str(nats_server_binary()),
-                "-a", "127.0.0.1",
-                "-p", str(self.port),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
                 "-js",
-                "-sd", str(self.store_dir),
-                "-P", str(self._pid_file),
+                "-sd",
+                str(self.store_dir),
+                "-P",
+                str(self._pid_file),
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - started before any thread exists
-        )  # fmt: skip
+            preexec_fn=_die_with_parent,
+        )
         log_file.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self._process.returncode}; see {self.store_dir}")
+                raise RuntimeError(
+                    f"nats-server exited with {self._process.returncode}; see {self.store_dir}"
+                )
             with contextlib.suppress(OSError):
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
                 writer.close()

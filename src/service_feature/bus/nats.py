@@ -22,6 +22,7 @@ import nats
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
@@ -57,7 +58,7 @@ class NatsBus:
         self._on_dead_letter = on_dead_letter
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: list[JetStreamContext.PullSubscription] = []
-        self._core_subscriptions: list[nats.aio.subscription.Subscription] = []
+        self._core_subscriptions: list[Subscription] = []
         self._stopping = asyncio.Event()
 
     @classmethod
@@ -77,7 +78,9 @@ class NatsBus:
             reconnect_time_wait=0.5,
             connect_timeout=5,
         )
-        bus = cls(client, ack_wait_seconds=ack_wait_seconds, max_deliver=max_deliver, on_dead_letter=on_dead_letter)
+        bus = cls(
+            client, ack_wait_seconds=ack_wait_seconds, max_deliver=max_deliver, on_dead_letter=on_dead_letter
+        )
         await bus.ensure_streams()
         return bus
 
@@ -125,7 +128,9 @@ class NatsBus:
             ack_wait=self._ack_wait,
             max_deliver=-1,
         )
-        subscription = await self._js.pull_subscribe(subject, durable=durable, stream=WORK_STREAM, config=config)
+        subscription = await self._js.pull_subscribe(
+            subject, durable=durable, stream=WORK_STREAM, config=config
+        )
         self._subscriptions.append(subscription)
         self._spawn(self._pull_loop(subscription, handler, concurrency))
 
@@ -148,7 +153,7 @@ class NatsBus:
             return False
         try:
             await self._js.account_info()
-        except Exception:  # noqa: BLE001 - any failure means "not ready"
+        except Exception:
             return False
         return True
 
@@ -192,7 +197,7 @@ class NatsBus:
             except TimeoutError:
                 slots.release()
                 continue
-            except Exception as error:  # noqa: BLE001 - reconnecting, server restart: keep pulling
+            except Exception as error:
                 slots.release()
                 log.debug("bus.fetch_failed", error=str(error))
                 await asyncio.sleep(0.5)

@@ -18,7 +18,14 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from service_feature.executor.results import Counts, parse_any, parse_cargo, parse_go_json, parse_javascript, parse_junit
+from service_feature.executor.results import (
+    Counts,
+    parse_any,
+    parse_cargo,
+    parse_go_json,
+    parse_javascript,
+    parse_junit,
+)
 from service_feature.executor.sandbox.base import Limits, ProcessResult, Sandbox
 from service_feature.git import Git
 from service_feature.models import Language, TestResult
@@ -67,11 +74,19 @@ class ActiveExecution:
         }
 
 
-def test_argv(spec: RunSpec, python: str = sys.executable) -> list[str]:
+def test_command_for(spec: RunSpec, python: str = sys.executable) -> list[str]:
     if spec.test_command:
         return ["sh", "-c", spec.test_command]
     commands: dict[Language, list[str]] = {
-        Language.python: [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={_JUNIT_FILE}"],
+        Language.python: [
+            python,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={_JUNIT_FILE}",
+        ],
         Language.go: ["go", "test", "-json", "./..."],
         Language.javascript: ["npm", "test"],
         Language.typescript: ["npm", "test"],
@@ -80,14 +95,20 @@ def test_argv(spec: RunSpec, python: str = sys.executable) -> list[str]:
     return commands[spec.language]
 
 
-def summarise(spec: RunSpec, argv: Sequence[str], process: ProcessResult, sandbox: str, workdir: Path) -> TestResult:
+def summarise(
+    spec: RunSpec, argv: Sequence[str], process: ProcessResult, sandbox: str, workdir: Path
+) -> TestResult:
     counts: Counts | None = None
     junit = workdir / _JUNIT_FILE
     if junit.is_file():
         counts = parse_junit(junit.read_bytes())
     if counts is None:
-        parser = {Language.go: parse_go_json, Language.rust: parse_cargo, Language.javascript: parse_javascript,
-                  Language.typescript: parse_javascript}.get(spec.language, parse_any)  # fmt: skip
+        parser = {
+            Language.go: parse_go_json,
+            Language.rust: parse_cargo,
+            Language.javascript: parse_javascript,
+            Language.typescript: parse_javascript,
+        }.get(spec.language, parse_any)
         counts = parser(process.output) or parse_any(process.output) or Counts()
     if process.exit_code not in (0, None) and counts.failed == 0 and counts.errored == 0:
         counts.errored += 1  # the runner failed without a test to blame (collection error, crash, …)
@@ -120,17 +141,20 @@ class TestRunner:
         async with self._slots:
             mirror = await self._git.mirror(spec.repository_url)
             run_id = uuid.uuid4().hex[:12]
-            workdir = await self._git.worktree(mirror, self._git.root / "runs" / f"{spec.execution_id}-{run_id}",
-                                               spec.base_commit)  # fmt: skip
+            workdir = await self._git.worktree(
+                mirror, self._git.root / "runs" / f"{spec.execution_id}-{run_id}", spec.base_commit
+            )
             try:
                 await self._git.apply(workdir, spec.diff)
-                argv = test_argv(spec)
-                active = ActiveExecution(run_id, spec.execution_id, shlex.join(argv), self._sandbox.name,
-                                         datetime.now(UTC))  # fmt: skip
+                argv = test_command_for(spec)
+                active = ActiveExecution(
+                    run_id, spec.execution_id, shlex.join(argv), self._sandbox.name, datetime.now(UTC)
+                )
                 self.active[run_id] = active
                 try:
-                    process = await self._sandbox.run(argv, workdir=workdir, env=SANDBOX_ENV, limits=self._limits,
-                                                      cancel=active.cancel)  # fmt: skip
+                    process = await self._sandbox.run(
+                        argv, workdir=workdir, env=SANDBOX_ENV, limits=self._limits, cancel=active.cancel
+                    )
                 finally:
                     del self.active[run_id]
                 return summarise(spec, argv, process, self._sandbox.name, workdir)

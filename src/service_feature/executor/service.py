@@ -31,7 +31,9 @@ CONSUMER = "executor-tests"
 class ExecutorService:
     name = "executor"
 
-    def __init__(self, database: Database, bus: Bus, relay: OutboxRelay, runner: TestRunner, concurrency: int) -> None:
+    def __init__(
+        self, database: Database, bus: Bus, relay: OutboxRelay, runner: TestRunner, concurrency: int
+    ) -> None:
         self._database = database
         self._bus = bus
         self._relay = relay
@@ -39,8 +41,9 @@ class ExecutorService:
         self._concurrency = concurrency
 
     async def start(self) -> None:
-        await self._bus.consume(Subjects.TESTS_REQUESTED, CONSUMER, self.handle_tests_requested,
-                                concurrency=self._concurrency)  # fmt: skip
+        await self._bus.consume(
+            Subjects.TESTS_REQUESTED, CONSUMER, self.handle_tests_requested, concurrency=self._concurrency
+        )
         await self._bus.serve(Subjects.EXECUTOR_RUN, "executor", self.handle_interactive_run)
 
     def router(self) -> APIRouter:
@@ -57,8 +60,10 @@ class ExecutorService:
         spec = RunSpec.model_validate_json(data)
         try:
             result = await self.runner.run(spec)
-        except Exception as error:  # noqa: BLE001 - the agent sees the failure as the tool's result
-            result = TestResult(command="", sandbox="", exit_code=None, errored=1, output_tail=f"test run failed: {error}")
+        except Exception as error:
+            result = TestResult(
+                command="", sandbox="", exit_code=None, errored=1, output_tail=f"test run failed: {error}"
+            )
         return result.model_dump_json().encode()
 
     async def handle_tests_requested(self, delivery: Delivery) -> None:
@@ -86,11 +91,24 @@ class ExecutorService:
         async with self._database.transaction() as session:
             if not await claim_message(session, CONSUMER, delivery.envelope.event_id):
                 return
-            session.add(Execution(execution_id=execution_id, attempt=attempt, result=result.model_dump(mode="json")))
-            append_event(session, execution_id, "tests.completed", FeatureStatus.testing,
-                         {"attempt": attempt, **result.summary()})  # fmt: skip
-            add_outbox(session, Subjects.TESTS_COMPLETED, Envelope(
-                type=EventType.TESTS_COMPLETED, execution_id=execution_id, trace=delivery.envelope.trace,
-                payload={"attempt": attempt, "result": result.model_dump(mode="json")},
-            ))  # fmt: skip
+            session.add(
+                Execution(execution_id=execution_id, attempt=attempt, result=result.model_dump(mode="json"))
+            )
+            append_event(
+                session,
+                execution_id,
+                "tests.completed",
+                FeatureStatus.testing,
+                {"attempt": attempt, **result.summary()},
+            )
+            add_outbox(
+                session,
+                Subjects.TESTS_COMPLETED,
+                Envelope(
+                    type=EventType.TESTS_COMPLETED,
+                    execution_id=execution_id,
+                    trace=delivery.envelope.trace,
+                    payload={"attempt": attempt, "result": result.model_dump(mode="json")},
+                ),
+            )
         self._relay.wake()

@@ -9,8 +9,8 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.responses import PlainTextResponse
 
 from service_feature.config import GatewaySettings
-from service_feature.git import RepositoryRefused, check_repository_url
 from service_feature.gateway.schemas import EventOut, EventsOut, FeatureOut, FeaturePage
+from service_feature.git import RepositoryRefused, check_repository_url
 from service_feature.lifecycle import FeatureStatus
 from service_feature.models import ExecutionId, FeatureRequest
 from service_feature.store.database import Database
@@ -75,7 +75,9 @@ def feature_router(settings: GatewaySettings, database: Database, relay: OutboxR
     ) -> FeaturePage:
         async with database.transaction() as session:
             rows, total = await list_features(session, status=status_filter, limit=limit, offset=offset)
-        return FeaturePage(items=[FeatureOut.of(row) for row in rows], total=total, limit=limit, offset=offset)
+        return FeaturePage(
+            items=[FeatureOut.of(row) for row in rows], total=total, limit=limit, offset=offset
+        )
 
     @router.get("/{execution_id}", response_model=FeatureOut)
     async def get_one(execution_id: ExecutionId) -> FeatureOut:
@@ -95,7 +97,9 @@ def feature_router(settings: GatewaySettings, database: Database, relay: OutboxR
         async with database.transaction() as session:
             patch = await latest_patch(session, execution_id)
         if patch is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"feature '{execution_id}' has no patch yet")
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, detail=f"feature '{execution_id}' has no patch yet"
+            )
         return PlainTextResponse(patch.diff, media_type="text/x-diff")
 
     @router.get("/{execution_id}/review")
@@ -104,7 +108,9 @@ def feature_router(settings: GatewaySettings, database: Database, relay: OutboxR
         async with database.transaction() as session:
             review = await latest_review(session, execution_id)
         if review is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"feature '{execution_id}' has no review yet")
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, detail=f"feature '{execution_id}' has no review yet"
+            )
         return {"execution_id": execution_id, "attempt": review.attempt, **review.result}
 
     @router.get("/{execution_id}/transcript")
@@ -115,7 +121,12 @@ def feature_router(settings: GatewaySettings, database: Database, relay: OutboxR
         return {
             "execution_id": execution_id,
             "entries": [
-                {"attempt": e.attempt, "kind": e.kind, "content": e.content, "created_at": e.created_at.isoformat()}
+                {
+                    "attempt": e.attempt,
+                    "kind": e.kind,
+                    "content": e.content,
+                    "created_at": e.created_at.isoformat(),
+                }
                 for e in entries
             ],
         }

@@ -66,7 +66,13 @@ class EventOut(BaseModel):
 
     @classmethod
     def of(cls, event: FeatureEvent) -> EventOut:
-        return cls(id=event.id, type=event.type, status=event.status, detail=event.detail, created_at=event.created_at)
+        return cls(
+            id=event.id,
+            type=event.type,
+            status=event.status,
+            detail=event.detail,
+            created_at=event.created_at,
+        )
 
 
 class EventsOut(BaseModel):

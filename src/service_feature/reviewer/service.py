@@ -19,7 +19,14 @@ from service_feature.lifecycle import FeatureStatus
 from service_feature.models import Decision, FeatureRequest, TestResult
 from service_feature.reviewer.review import ReviewInput, ReviewPolicy, review
 from service_feature.store.database import Database
-from service_feature.store.features import add_outbox, claim_message, execution_for, find_feature, move, patch_for
+from service_feature.store.features import (
+    add_outbox,
+    claim_message,
+    execution_for,
+    find_feature,
+    move,
+    patch_for,
+)
 from service_feature.store.outbox import OutboxRelay
 from service_feature.store.tables import Review
 
@@ -36,7 +43,9 @@ _NEXT_STATUS = {
 class ReviewerService:
     name = "reviewer"
 
-    def __init__(self, settings: ReviewerSettings, database: Database, bus: Bus, relay: OutboxRelay, git: Git) -> None:
+    def __init__(
+        self, settings: ReviewerSettings, database: Database, bus: Bus, relay: OutboxRelay, git: Git
+    ) -> None:
         self._settings = settings
         self._database = database
         self._bus = bus
@@ -49,7 +58,9 @@ class ReviewerService:
         )
 
     async def start(self) -> None:
-        await self._bus.consume(Subjects.REVIEW_REQUESTED, CONSUMER, self.handle_review_requested, concurrency=2)
+        await self._bus.consume(
+            Subjects.REVIEW_REQUESTED, CONSUMER, self.handle_review_requested, concurrency=2
+        )
 
     async def handle_review_requested(self, delivery: Delivery) -> None:
         execution_id = delivery.envelope.execution_id
@@ -65,29 +76,47 @@ class ReviewerService:
         assert patch is not None and base_commit is not None
         tests = TestResult.model_validate(execution.result) if execution else None
         mirror = await self._git.mirror(request.repository_url)
-        tree = await self._git.worktree(mirror, self._git.root / "reviews" / f"{execution_id}-{uuid.uuid4().hex[:8]}",
-                                        base_commit)  # fmt: skip
+        tree = await self._git.worktree(
+            mirror, self._git.root / "reviews" / f"{execution_id}-{uuid.uuid4().hex[:8]}", base_commit
+        )
         try:
             await self._git.apply(tree, patch.diff)
-            result = review(ReviewInput(request.specification, patch.diff, tests, patched_tree=tree), self._policy)
+            result = review(
+                ReviewInput(request.specification, patch.diff, tests, patched_tree=tree), self._policy
+            )
         finally:
             await self._git.remove_worktree(mirror, tree)
             shutil.rmtree(tree, ignore_errors=True)
-        log.info("reviewer.decided", execution_id=execution_id, decision=result.decision, risk=result.risk_score)
+        log.info(
+            "reviewer.decided", execution_id=execution_id, decision=result.decision, risk=result.risk_score
+        )
         async with self._database.transaction() as session:
             if not await claim_message(session, CONSUMER, delivery.envelope.event_id):
                 return
             feature = await find_feature(session, execution_id)
             if feature is None or feature.status != FeatureStatus.reviewing:
                 return
-            session.add(Review(execution_id=execution_id, attempt=attempt, decision=result.decision.value,
-                               risk_score=result.risk_score, result=result.model_dump(mode="json")))  # fmt: skip
+            session.add(
+                Review(
+                    execution_id=execution_id,
+                    attempt=attempt,
+                    decision=result.decision.value,
+                    risk_score=result.risk_score,
+                    result=result.model_dump(mode="json"),
+                )
+            )
             feature.review_summary = result.summary()
             reason = "; ".join(result.reasons) if result.decision is not Decision.approve else None
             move(session, feature, _NEXT_STATUS[result.decision], reason=reason, detail=result.summary())
             if result.decision is Decision.approve:
-                add_outbox(session, Subjects.DELIVERY_REQUESTED, Envelope(
-                    type=EventType.DELIVERY_REQUESTED, execution_id=execution_id, trace=delivery.envelope.trace,
-                    payload={"attempt": attempt},
-                ))  # fmt: skip
+                add_outbox(
+                    session,
+                    Subjects.DELIVERY_REQUESTED,
+                    Envelope(
+                        type=EventType.DELIVERY_REQUESTED,
+                        execution_id=execution_id,
+                        trace=delivery.envelope.trace,
+                        payload={"attempt": attempt},
+                    ),
+                )
         self._relay.wake()

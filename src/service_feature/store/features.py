@@ -128,7 +128,7 @@ def add_outbox(session: AsyncSession, subject: str, envelope: Envelope) -> None:
 async def claim_message(session: AsyncSession, consumer: str, event_id: str) -> bool:
     """Record that `consumer` handles `event_id`; False when it already did (a redelivery)."""
     values = {"consumer": consumer, "event_id": event_id}
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     result = await session.execute(insert(ProcessedMessage).values(**values).on_conflict_do_nothing())
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -163,7 +163,11 @@ async def latest_review(session: AsyncSession, execution_id: str) -> Review | No
 
 
 async def transcript_of(session: AsyncSession, execution_id: str) -> Sequence[TranscriptEntry]:
-    query = select(TranscriptEntry).where(TranscriptEntry.execution_id == execution_id).order_by(TranscriptEntry.id)
+    query = (
+        select(TranscriptEntry)
+        .where(TranscriptEntry.execution_id == execution_id)
+        .order_by(TranscriptEntry.id)
+    )
     return list((await session.execute(query)).scalars())
 
 

@@ -62,7 +62,7 @@ class OutboxRelay:
             self._wakeup.clear()
             try:
                 await self.flush()
-            except Exception as error:  # noqa: BLE001 - the bus or database is down: retry on the next tick
+            except Exception as error:
                 log.warning("outbox.publish_failed", error=repr(error))
 
     async def _publish_batch(self) -> int:

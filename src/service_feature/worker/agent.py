@@ -75,24 +75,44 @@ async def run_agent(
     for turn in range(1, max_turns + 1):
         response = await provider.complete(SYSTEM_PROMPT, messages, list(TOOL_SPECS))
         usage += response.usage
-        record("model", {"text": response.text, "stop_reason": response.stop_reason, "model": response.model,
-                         "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments}
-                                        for c in response.tool_calls],
-                         "usage": vars(response.usage)})  # fmt: skip
+        record(
+            "model",
+            {
+                "text": response.text,
+                "stop_reason": response.stop_reason,
+                "model": response.model,
+                "tool_calls": [
+                    {"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls
+                ],
+                "usage": vars(response.usage),
+            },
+        )
         messages.append(AssistantMessage(response.text, tuple(response.tool_calls)))
         if not response.tool_calls:
-            messages.append(UserMessage("Continue with the tools; call finish(summary) when the change is done."))
+            messages.append(
+                UserMessage("Continue with the tools; call finish(summary) when the change is done.")
+            )
             continue
         finished: str | None = None
         for call in response.tool_calls:
             outcome = await toolbox.call(call.name, call.arguments)
-            record("tool", {"id": call.id, "name": call.name, "arguments": call.arguments,
-                            "result": outcome.content, "is_error": outcome.is_error})  # fmt: skip
+            record(
+                "tool",
+                {
+                    "id": call.id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                    "result": outcome.content,
+                    "is_error": outcome.is_error,
+                },
+            )
             messages.append(ToolResultMessage(call.id, call.name, outcome.content, outcome.is_error))
             key = json.dumps([call.name, call.arguments, outcome.content], sort_keys=True, default=str)
             seen[key] = seen.get(key, 0) + 1
             if seen[key] >= _STUCK_REPEATS:
-                raise AgentError(f"agent is stuck: it repeated {call.name} with the same result {_STUCK_REPEATS} times")
+                raise AgentError(
+                    f"agent is stuck: it repeated {call.name} with the same result {_STUCK_REPEATS} times"
+                )
             if outcome.finished:
                 finished = outcome.content
         if finished is not None:

@@ -48,7 +48,9 @@ _GENERATING_FROM = frozenset({FeatureStatus.queued, FeatureStatus.checking_out, 
 class WorkerService:
     name = "worker"
 
-    def __init__(self, settings: WorkerSettings, database: Database, bus: Bus, relay: OutboxRelay, git: Git) -> None:
+    def __init__(
+        self, settings: WorkerSettings, database: Database, bus: Bus, relay: OutboxRelay, git: Git
+    ) -> None:
         self._settings = settings
         self._database = database
         self._bus = bus
@@ -74,7 +76,10 @@ class WorkerService:
             expected_attempt = feature.attempts + 1
             if FeatureStatus(feature.status) not in _GENERATING_FROM:
                 return  # a redelivery of a step already done, or the feature ended meanwhile
-            if envelope.type == EventType.ATTEMPT_REQUESTED and envelope.payload.get("attempt") != expected_attempt:
+            if (
+                envelope.type == EventType.ATTEMPT_REQUESTED
+                and envelope.payload.get("attempt") != expected_attempt
+            ):
                 return
             if feature.status == FeatureStatus.queued:
                 move(session, feature, FeatureStatus.checking_out)
@@ -87,7 +92,9 @@ class WorkerService:
             mirror = await self._git.mirror(request.repository_url)
             if base_commit is None:
                 base_commit = await self._git.resolve_branch(mirror, request.branch)
-            worktree = await self._git.worktree(mirror, self._worktree_path(request.execution_id), base_commit)
+            worktree = await self._git.worktree(
+                mirror, self._worktree_path(request.execution_id), base_commit
+            )
         except (GitError, RepositoryRefused) as error:
             await self.fail(request.execution_id, f"checkout failed: {error}")
             return
@@ -106,8 +113,13 @@ class WorkerService:
             provider = self._provider(request.execution_id, start_turn)
             toolbox = Toolbox(worktree, lambda: self._run_tests_now(request, base_commit, worktree))
             prompt = task_message(request.specification, envelope.payload.get("feedback"))
-            result = await run_agent(provider, toolbox, prompt, max_turns=self._settings.max_agent_turns,
-                                     record=lambda kind, content: transcript.append((kind, content)))  # fmt: skip
+            result = await run_agent(
+                provider,
+                toolbox,
+                prompt,
+                max_turns=self._settings.max_agent_turns,
+                record=lambda kind, content: transcript.append((kind, content)),
+            )
         except (AgentError, ProviderError) as error:
             await self.fail(request.execution_id, str(error), transcript=(expected_attempt, transcript))
             return
@@ -119,17 +131,33 @@ class WorkerService:
             feature = await self._require(session, request.execution_id)
             if feature.status != FeatureStatus.generating or feature.attempts != expected_attempt - 1:
                 return
-            session.add(Patch(execution_id=feature.execution_id, attempt=expected_attempt, diff=diff,
-                              summary=result.summary))  # fmt: skip
+            session.add(
+                Patch(
+                    execution_id=feature.execution_id,
+                    attempt=expected_attempt,
+                    diff=diff,
+                    summary=result.summary,
+                )
+            )
             self._store_transcript(session, feature.execution_id, expected_attempt, transcript)
             feature.attempts = expected_attempt
             feature.agent_turns += result.turns
-            move(session, feature, FeatureStatus.testing,
-                 detail={"attempt": expected_attempt, "summary": result.summary, "diff_bytes": len(diff)})  # fmt: skip
-            add_outbox(session, Subjects.TESTS_REQUESTED, Envelope(
-                type=EventType.TESTS_REQUESTED, execution_id=feature.execution_id, trace=envelope.trace,
-                payload={"attempt": expected_attempt},
-            ))  # fmt: skip
+            move(
+                session,
+                feature,
+                FeatureStatus.testing,
+                detail={"attempt": expected_attempt, "summary": result.summary, "diff_bytes": len(diff)},
+            )
+            add_outbox(
+                session,
+                Subjects.TESTS_REQUESTED,
+                Envelope(
+                    type=EventType.TESTS_REQUESTED,
+                    execution_id=feature.execution_id,
+                    trace=envelope.trace,
+                    payload={"attempt": expected_attempt},
+                ),
+            )
         self._relay.wake()
 
     async def _feature_for(self, session: Any, envelope: Envelope) -> Feature:
@@ -156,7 +184,9 @@ class WorkerService:
         if kind == "scripted":
             if self._settings.llm_script is None:
                 raise ProviderError("LLM_PROVIDER=scripted needs LLM_SCRIPT (a JSON file or a directory)")
-            return ScriptedProvider(load_script(self._settings.llm_script, execution_id), start_turn=start_turn)
+            return ScriptedProvider(
+                load_script(self._settings.llm_script, execution_id), start_turn=start_turn
+            )
         raise ProviderError(f"LLM provider '{kind}' is not available in this build")
 
     async def _run_tests_now(self, request: FeatureRequest, base_commit: str, worktree: Path) -> TestResult:
@@ -169,15 +199,18 @@ class WorkerService:
             "language": request.specification.language.value,
             "test_command": request.test_command,
         }
-        reply = await self._bus.request(Subjects.EXECUTOR_RUN, json.dumps(spec).encode(),
-                                        timeout=self._settings.tool_timeout_seconds)  # fmt: skip
+        reply = await self._bus.request(
+            Subjects.EXECUTOR_RUN, json.dumps(spec).encode(), timeout=self._settings.tool_timeout_seconds
+        )
         return TestResult.model_validate_json(reply)
 
     def _store_transcript(
         self, session: Any, execution_id: str, attempt: int, transcript: list[tuple[str, dict[str, Any]]]
     ) -> None:
         for kind, content in transcript:
-            session.add(TranscriptEntry(execution_id=execution_id, attempt=attempt, kind=kind, content=content))
+            session.add(
+                TranscriptEntry(execution_id=execution_id, attempt=attempt, kind=kind, content=content)
+            )
 
     # -- tests done: review, retry or fail -------------------------------------------------------------
 
@@ -194,21 +227,42 @@ class WorkerService:
             feature.test_summary = result.summary()
             if result.succeeded:
                 move(session, feature, FeatureStatus.reviewing, detail={"attempt": attempt})
-                add_outbox(session, Subjects.REVIEW_REQUESTED, Envelope(
-                    type=EventType.REVIEW_REQUESTED, execution_id=feature.execution_id, trace=envelope.trace,
-                    payload={"attempt": attempt},
-                ))  # fmt: skip
+                add_outbox(
+                    session,
+                    Subjects.REVIEW_REQUESTED,
+                    Envelope(
+                        type=EventType.REVIEW_REQUESTED,
+                        execution_id=feature.execution_id,
+                        trace=envelope.trace,
+                        payload={"attempt": attempt},
+                    ),
+                )
             elif attempt < self._settings.max_attempts:
-                move(session, feature, FeatureStatus.generating, reason=f"tests failed on attempt {attempt}",
-                     detail={"attempt": attempt + 1})  # fmt: skip
-                add_outbox(session, Subjects.ATTEMPT_REQUESTED, Envelope(
-                    type=EventType.ATTEMPT_REQUESTED, execution_id=feature.execution_id, trace=envelope.trace,
-                    payload={"attempt": attempt + 1, "feedback": describe_tests(result)},
-                ))  # fmt: skip
+                move(
+                    session,
+                    feature,
+                    FeatureStatus.generating,
+                    reason=f"tests failed on attempt {attempt}",
+                    detail={"attempt": attempt + 1},
+                )
+                add_outbox(
+                    session,
+                    Subjects.ATTEMPT_REQUESTED,
+                    Envelope(
+                        type=EventType.ATTEMPT_REQUESTED,
+                        execution_id=feature.execution_id,
+                        trace=envelope.trace,
+                        payload={"attempt": attempt + 1, "feedback": describe_tests(result)},
+                    ),
+                )
             else:
-                move(session, feature, FeatureStatus.failed,
-                     reason=f"tests still failing after {attempt} attempt(s): {result.failed} failed, "
-                            f"{result.errored} errored")  # fmt: skip
+                move(
+                    session,
+                    feature,
+                    FeatureStatus.failed,
+                    reason=f"tests still failing after {attempt} attempt(s): {result.failed} failed, "
+                    f"{result.errored} errored",
+                )
         self._relay.wake()
 
     # -- delivery --------------------------------------------------------------------------------------
@@ -255,7 +309,11 @@ class WorkerService:
         return self._git.root / "features" / execution_id
 
     async def fail(
-        self, execution_id: str, reason: str, *, transcript: tuple[int, list[tuple[str, dict[str, Any]]]] | None = None
+        self,
+        execution_id: str,
+        reason: str,
+        *,
+        transcript: tuple[int, list[tuple[str, dict[str, Any]]]] | None = None,
     ) -> None:
         log.warning("worker.feature_failed", execution_id=execution_id, reason=reason)
         async with self._database.transaction() as session:
@@ -280,4 +338,3 @@ def commit_message(request: FeatureRequest, summary: str, review: dict[str, Any]
         lines += [""]
     lines += [f"Execution-Id: {request.execution_id}"]
     return "\n".join(lines) + "\n"
-

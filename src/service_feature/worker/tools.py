@@ -58,15 +58,25 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
         "Search file contents with a regular expression; optionally under a path and for a filename glob.",
         _schema({"pattern": _STR, "path": _STR, "glob": _STR}, ["pattern"]),
     ),
-    ToolSpec("write_file", "Create or overwrite a file.", _schema({"path": _STR, "content": _STR}, ["path", "content"])),
+    ToolSpec(
+        "write_file",
+        "Create or overwrite a file.",
+        _schema({"path": _STR, "content": _STR}, ["path", "content"]),
+    ),
     ToolSpec(
         "edit_file",
         "Replace old_str by new_str in a file; old_str must occur exactly once.",
         _schema({"path": _STR, "old_str": _STR, "new_str": _STR}, ["path", "old_str", "new_str"]),
     ),
     ToolSpec("delete_file", "Delete a file.", _schema({"path": _STR}, ["path"])),
-    ToolSpec("run_tests", "Run the repository's test suite in the sandbox and return the result.", _schema({}, [])),
-    ToolSpec("finish", "Declare the change complete, with a short summary.", _schema({"summary": _STR}, ["summary"])),
+    ToolSpec(
+        "run_tests", "Run the repository's test suite in the sandbox and return the result.", _schema({}, [])
+    ),
+    ToolSpec(
+        "finish",
+        "Declare the change complete, with a short summary.",
+        _schema({"summary": _STR}, ["summary"]),
+    ),
 )
 TOOL_NAMES = frozenset(spec.name for spec in TOOL_SPECS)
 
@@ -78,7 +88,9 @@ class Toolbox:
 
     async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
         if name not in TOOL_NAMES:
-            return ToolOutcome(f"unknown tool '{name}'; available: {', '.join(sorted(TOOL_NAMES))}", is_error=True)
+            return ToolOutcome(
+                f"unknown tool '{name}'; available: {', '.join(sorted(TOOL_NAMES))}", is_error=True
+            )
         try:
             if name == "run_tests":
                 return ToolOutcome(describe_tests(await self._run_tests()))
@@ -195,13 +207,17 @@ def _edit_mismatch(path: str, text: str, old_str: str, count: int) -> str:
     if not old_str:
         return "old_str must not be empty"
     if count > 1:
-        lines = [n for n, line in enumerate(text.splitlines(), 1) if old_str.splitlines()[0] in line]
-        return f"old_str occurs {count} times in {path} (lines {lines[:10]}); include more context"
+        at = [n for n, line in enumerate(text.splitlines(), 1) if old_str.splitlines()[0] in line]
+        return f"old_str occurs {count} times in {path} (lines {at[:10]}); include more context"
     first = old_str.strip().splitlines()[0].strip() if old_str.strip() else old_str
     lines = text.splitlines()
     stripped = [line.strip() for line in lines]
     close = difflib.get_close_matches(first, stripped, n=3, cutoff=0.5)
-    near = [f"{number}: {lines[number - 1]}" for number in range(1, len(lines) + 1) if stripped[number - 1] in close]
+    near = [
+        f"{number}: {lines[number - 1]}"
+        for number in range(1, len(lines) + 1)
+        if stripped[number - 1] in close
+    ]
     hint = ("; nearest lines:\n" + "\n".join(near[:5])) if near else ""
     return f"old_str was not found in {path}{hint}"
 
@@ -220,8 +236,7 @@ def _syntax_note(target: Path, content: str) -> str:
 def describe_tests(result: TestResult) -> str:
     head = (
         f"{'PASSED' if result.succeeded else 'FAILED'}: {result.passed} passed, {result.failed} failed, "
-        f"{result.errored} errored, {result.skipped} skipped"
-        + (" (timed out)" if result.timed_out else "")
+        f"{result.errored} errored, {result.skipped} skipped" + (" (timed out)" if result.timed_out else "")
     )
     failures = "\n".join(f"- {case.name}: {case.message[:500]}" for case in result.failures[:20])
     return "\n".join(part for part in (head, failures, "output (tail):", result.output_tail[-4000:]) if part)

@@ -196,7 +196,9 @@ async def test_request_reply_is_served_by_a_queue_group(nats_server: EmbeddedNat
     await bus.close()
 
 
-async def test_the_embedded_server_keeps_accepted_work_across_a_restart(nats_server: EmbeddedNatsServer) -> None:
+async def test_the_embedded_server_keeps_accepted_work_across_a_restart(
+    nats_server: EmbeddedNatsServer,
+) -> None:
     bus = await _bus(nats_server)
     await bus.publish(SUBJECT, Envelope(type="t", execution_id="durable"))
     await bus.close()

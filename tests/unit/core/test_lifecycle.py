@@ -1,3 +1,5 @@
+from itertools import pairwise
+
 import pytest
 
 from service_feature.lifecycle import TERMINAL, FeatureStatus, InvalidTransition, allowed_targets, transition
@@ -14,7 +16,7 @@ HAPPY_PATH = [
 
 
 def test_the_happy_path_is_a_chain_of_allowed_steps() -> None:
-    for source, target in zip(HAPPY_PATH, HAPPY_PATH[1:], strict=False):
+    for source, target in pairwise(HAPPY_PATH):
         step = transition(source, target)
         assert (step.source, step.target) == (source, target)
         assert step.event_type == f"status.{target.value}"

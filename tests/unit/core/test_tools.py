@@ -28,9 +28,16 @@ def tools(repo: Path) -> Toolbox:
 
 
 def test_tool_names_are_the_documented_ones() -> None:
-    assert TOOL_NAMES == {
-        "list_files", "read_file", "search", "write_file", "edit_file", "delete_file", "run_tests", "finish",
-    }  # fmt: skip
+    assert {
+        "list_files",
+        "read_file",
+        "search",
+        "write_file",
+        "edit_file",
+        "delete_file",
+        "run_tests",
+        "finish",
+    } == TOOL_NAMES
 
 
 async def test_list_files_skips_git(tools: Toolbox) -> None:

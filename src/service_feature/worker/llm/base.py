@@ -22,6 +22,9 @@ class ToolCall:
     id: str
     name: str
     arguments: dict[str, Any]
+    # Set when the model's arguments could not be decoded into an object (`arguments` is then {}): the agent
+    # answers the call with an error tool result instead of running it.
+    parse_error: str | None = None
 
 
 @dataclass
