@@ -1,11 +1,15 @@
 """Whole features through the HTTP API: the embedded platform in-process, a scripted agent, a real git
 origin, real test runs."""
 
+import asyncio
+import json
 import subprocess
 from pathlib import Path
 
+import nats
 import pytest
 
+from service_feature.bus.embedded import EmbeddedNatsServer
 from tests.support.platform import (
     FINAL,
     GREETING_TEST,
@@ -198,3 +202,53 @@ async def test_an_empty_patch_is_rejected_by_the_reviewer(
         feature = await wait_for(api, "empty", FINAL)
     assert feature["status"] == "rejected"
     assert "empty" in feature["failure_reason"]
+
+
+async def test_the_pipeline_on_postgresql(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, origin: Path, scripts: Path, postgres_url: str
+) -> None:
+    write_script(scripts, greeting_turns())
+    async with running_platform(tmp_path, monkeypatch, scripts, DATABASE_URL=postgres_url) as api:
+        await api.post("/api/v1/features", json=feature_request(origin, "pg1"))
+        feature = await wait_for(api, "pg1", FINAL)
+    assert feature["status"] == "delivered", feature["failure_reason"]
+    assert _git(origin, "rev-parse", "refs/heads/feature/pg1") == feature["delivered_commit"]
+
+
+async def test_a_request_published_straight_to_the_bus_is_built(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    origin: Path,
+    scripts: Path,
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    """The seed's `nats pub feature.requests "$(cat request.json)"`, and a poison message beside it."""
+    write_script(scripts, greeting_turns())
+    queue = f"{nats_server.url}/feature.requests"
+    async with running_platform(tmp_path, monkeypatch, scripts, QUEUE_FEATURE_REQUEST_URI=queue) as api:
+        client = await nats.connect(nats_server.url)
+        await client.publish("feature.requests", b'{"execution_id": "poison", "oops": true}')
+        await client.publish("feature.requests", json.dumps(feature_request(origin, "viabus")).encode())
+        await client.flush()
+        await client.close()
+        feature = await wait_for(api, "viabus", FINAL)
+        assert feature["status"] == "delivered"
+        assert (await api.get("/api/v1/features/poison")).status_code == 404
+
+
+async def test_cancelling_a_feature_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, origin: Path, scripts: Path
+) -> None:
+    write_script(scripts, greeting_turns(), latency_ms=700)
+    async with running_platform(tmp_path, monkeypatch, scripts) as api:
+        await api.post("/api/v1/features", json=feature_request(origin, "stopme"))
+        await wait_for(api, "stopme", {"generating"})
+        cancelled = await api.post("/api/v1/features/stopme/cancel")
+        assert cancelled.status_code == 200
+        assert cancelled.json()["status"] == "cancelled"
+        assert (await api.post("/api/v1/features/stopme/cancel")).status_code == 409
+        await asyncio.sleep(3)  # the agent's step finishes and must not move the feature on
+        feature = (await api.get("/api/v1/features/stopme")).json()
+    assert feature["status"] == "cancelled"
+    assert feature["delivered_branch"] is None
+    assert _git(origin, "branch", "--list", "feature/stopme") == ""

@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from service_feature.executor.sandbox.base import TRUNCATION_MARKER, Limits, ProcessResult
 
@@ -56,19 +57,12 @@ async def run_captured(
 
     reader = asyncio.create_task(pump())
     waiter = asyncio.create_task(process.wait())
-    stopper = asyncio.create_task(cancel.wait()) if cancel else None
-    timed_out = cancelled = False
     try:
-        pending = {waiter} | ({stopper} if stopper else set())
-        done, _ = await asyncio.wait(pending, timeout=limits.wall_seconds, return_when=asyncio.FIRST_COMPLETED)
-        if waiter not in done:
-            timed_out = not done
-            cancelled = bool(done)
+        timed_out, cancelled = await wait_or_stop(waiter, limits.wall_seconds, cancel)
+        if timed_out or cancelled:
             _kill_group(process.pid)
             await waiter
     finally:
-        if stopper:
-            stopper.cancel()
         if not waiter.done():
             _kill_group(process.pid)
             waiter.cancel()
@@ -88,6 +82,22 @@ async def run_captured(
         cancelled=cancelled,
         truncated=truncated,
     )
+
+
+async def wait_or_stop(
+    waiter: asyncio.Future[Any], wall_seconds: float, cancel: asyncio.Event | None
+) -> tuple[bool, bool]:
+    """Wait for `waiter`, the wall clock or `cancel`, whichever comes first: (timed_out, cancelled)."""
+    stopper = asyncio.create_task(cancel.wait()) if cancel else None
+    try:
+        pending = {waiter, stopper} if stopper else {waiter}
+        done, _ = await asyncio.wait(pending, timeout=wall_seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if stopper:
+            stopper.cancel()
+    if waiter in done:
+        return False, False
+    return not done, bool(done)
 
 
 def _kill_group(pid: int) -> None:

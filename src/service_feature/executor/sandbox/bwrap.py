@@ -1,0 +1,215 @@
+"""bubblewrap sandbox: runs a repository's tests (code an LLM just wrote) with nothing of the host to take.
+
+What the command sees, and why:
+
+* **Filesystem, deny by default.** The root is bwrap's own tmpfs, made read-only by `--remount-ro /` as the
+  last operation. Read-only binds bring in the system only (`/usr` and the `/bin`, `/lib*` links, `/etc`)
+  plus the interpreter prefixes (`sys.base_prefix`, `sys.prefix`) so that `python -m pytest` works. Nothing
+  else of the host exists inside: not `/root`, `/home`, `/run` (sockets such as docker.sock or PostgreSQL's),
+  `/var`, `/mnt`, `/srv`, `/opt`, the service's data dir or the other runs' workspaces. `/root` is only an
+  empty directory into which the interpreter prefix is re-bound when it lives there (pyenv).
+* **Inside `/etc`**, `shadow`/`gshadow` are replaced by `/dev/null` and `ssh`/`ssl/private` by empty
+  read-only tmpfs: the sandbox uid maps to the uid that started bwrap (root for the executor), so
+  files that only their root owner may read would otherwise be readable.
+* **Writable**: `/workspace` (the run's `workdir`, the cwd), and private size-limited tmpfs `/tmp` and
+  `/dev/shm` whose pages are charged to the run's memory cgroup.
+* **Identity**: new user, PID, network, IPC, UTS and cgroup namespaces; uid/gid 65534 inside, no
+  capabilities, nested user namespaces disabled, `--new-session`, `--die-with-parent`, and the seccomp filter
+  of `seccomp.py`.
+* **No secrets in /proc**: PID 1 inside is bwrap, whose environment and command line any test can read, so
+  bwrap starts with a PATH-only environment and gets its options (which name host paths) through
+  `--args FD`; the command's own environment is exactly the `env` given to `run()` over a small default.
+* **Limits**: memory and process count through a per-run cgroup (`cgroups.py`), joined by a tiny `sh`
+  wrapper before it execs bwrap (`preexec_fn` is not thread-safe); CPU time, file size and core dumps by
+  `ulimit` in that wrapper; wall clock, output cap and cancel by `run_captured`. Every run ends with the
+  cgroup killed and removed, so nothing outlives it, double-forked daemons included.
+* **Network**: none (a fresh network namespace has only a down loopback). `network=True` shares the host's
+  network namespace, for a dependency-setup step that must reach package registries, and keeps the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from service_feature.executor.sandbox import cgroups
+from service_feature.executor.sandbox.base import Limits, ProcessResult
+from service_feature.executor.sandbox.process import run_captured
+from service_feature.executor.sandbox.seccomp import compiled_filter
+
+WORKSPACE = "/workspace"
+SANDBOX_TMP = "/tmp"  # noqa: S108 - the sandbox's private tmpfs, not the host's /tmp
+SANDBOX_UID = 65534
+MEMORY_LIMIT_MARKER = "\n[service-feature: the memory limit was reached and the sandbox was killed]\n"
+
+_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# bwrap is PID 1 inside and its environment is readable there: it gets nothing but a PATH.
+_LAUNCH_ENV = {"PATH": _SYSTEM_PATH}
+_DEFAULT_ENV = {"PATH": _SYSTEM_PATH, "HOME": SANDBOX_TMP, "TMPDIR": SANDBOX_TMP, "LANG": "C.UTF-8"}
+_SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
+_MASKED_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-")
+_MASKED_DIRS = ("/etc/ssh", "/etc/ssl/private")
+_PROBE_TIMEOUT_SECONDS = 10
+
+_log = structlog.get_logger()
+
+
+def interpreter_prefixes() -> tuple[Path, ...]:
+    """The service's own Python (venv and base install), which tests are usually run with."""
+    prefixes = {
+        Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)
+    }
+    return tuple(sorted(prefixes))
+
+
+class BwrapSandbox:
+    """The hardened default sandbox; see the module docstring for what it hides and limits."""
+
+    name = "bwrap"
+
+    def __init__(
+        self,
+        *,
+        network: bool = False,
+        readonly_paths: Sequence[Path] | None = None,
+        cgroup_support: cgroups.CgroupSupport | None = None,
+        bwrap: str = "bwrap",
+    ) -> None:
+        self.network = network
+        self._bwrap = shutil.which(bwrap) or bwrap
+        self._readonly = tuple(readonly_paths) if readonly_paths is not None else interpreter_prefixes()
+        self._cgroups = cgroup_support if cgroup_support is not None else cgroups.probe()
+        self._system = tuple(self._system_args())
+
+    @staticmethod
+    def probe_error(bwrap: str = "bwrap") -> str | None:
+        """None when bwrap is installed and can build this sandbox's namespaces here, else why not."""
+        path = shutil.which(bwrap)
+        if path is None:
+            return f"{bwrap} is not on PATH"
+        probe = [path, "--unshare-all", "--unshare-user", "--disable-userns", "--ro-bind", "/", "/"]
+        try:
+            done = subprocess.run(
+                [*probe, "--proc", "/proc", "--dev", "/dev", "--", "true"],
+                capture_output=True,
+                timeout=_PROBE_TIMEOUT_SECONDS,
+                env=_LAUNCH_ENV,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"{path} could not be started: {error}"
+        if done.returncode != 0:
+            return f"{path} failed ({done.returncode}): {done.stderr.decode(errors='replace').strip()}"
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "network": self.network,
+            "uid": SANDBOX_UID,
+            "readonly_paths": [str(p) for p in self._readonly],
+            "limits": self._cgroups.describe(),
+            "degraded": list(self._cgroups.missing),
+        }
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        workdir: Path,
+        env: Mapping[str, str],
+        limits: Limits,
+        cancel: asyncio.Event | None = None,
+    ) -> ProcessResult:
+        options = self._options(workdir, {**_DEFAULT_ENV, **env}, limits)
+        run_cgroup = self._cgroups.create(limits)
+        fds: list[int] = []
+        try:
+            fds.append(_memfd("sf-bwrap-args", b"".join(arg.encode() + b"\0" for arg in options)))
+            fds.append(_memfd("sf-seccomp", compiled_filter()))
+            wrapper = self._wrapper(run_cgroup, limits, args_fd=fds[0], seccomp_fd=fds[1])
+            result = await run_captured(
+                [*wrapper, *argv], cwd=Path("/"), env=_LAUNCH_ENV, limits=limits, cancel=cancel, pass_fds=fds
+            )
+        finally:
+            for fd in fds:
+                os.close(fd)
+            oom_killed = await asyncio.to_thread(run_cgroup.destroy)
+        if oom_killed:
+            _log.info("sandbox.memory_limit_reached", memory_mb=limits.memory_mb)
+            result = dataclasses.replace(result, output=result.output + MEMORY_LIMIT_MARKER)
+        return result
+
+    def _wrapper(
+        self, run_cgroup: cgroups.RunCgroup, limits: Limits, *, args_fd: int, seccomp_fd: int
+    ) -> list[str]:
+        """`sh -c` that joins the cgroups, sets rlimits (hard too) and execs bwrap; the command follows."""
+        steps = [f"echo $$ > {shlex.quote(str(procs))}" for procs in run_cgroup.procs_files]
+        steps += [
+            "ulimit -c 0",
+            f"ulimit -t {limits.cpu_seconds}",
+            f"ulimit -f {limits.file_size_mb * 2048}",  # 512-byte blocks, as POSIX specifies for sh
+            f'exec {shlex.quote(self._bwrap)} --args {args_fd} --seccomp {seccomp_fd} -- "$@"',
+        ]
+        return ["/bin/sh", "-c", " && ".join(steps), "sf-sandbox"]
+
+    def _options(self, workdir: Path, env: Mapping[str, str], limits: Limits) -> list[str]:
+        options = ["--unshare-all", "--unshare-user", "--disable-userns"]
+        options += ["--share-net"] if self.network else []
+        options += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        options += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox"]
+        options += self._system
+        tmp_bytes = str(limits.tmp_size_mb * 1024 * 1024)
+        for private in (SANDBOX_TMP, "/dev/shm"):  # noqa: S108 - fresh tmpfs, private to this sandbox
+            options += ["--size", tmp_bytes, "--tmpfs", private]
+        options += [
+            "--bind",
+            str(workdir.resolve(strict=True)),
+            WORKSPACE,
+            "--chdir",
+            WORKSPACE,
+            "--clearenv",
+        ]
+        for key, value in env.items():
+            options += ["--setenv", key, value]
+        return [*options, "--remount-ro", "/"]
+
+    def _system_args(self) -> Iterator[str]:
+        """The read-only view of the host, computed once: system dirs, masks, interpreter prefixes."""
+        for name in _SYSTEM_DIRS:
+            host = Path("/", name)
+            if host.is_symlink():
+                yield from ("--symlink", os.readlink(host), str(host))
+            elif host.is_dir():
+                yield from ("--ro-bind", str(host), str(host))
+        yield from ("--proc", "/proc", "--dev", "/dev", "--dir", "/root")
+        yield from ("--symlink", "../tmp", "/var/tmp")  # noqa: S108 - points at the private /tmp
+        for masked in _MASKED_FILES:
+            if Path(masked).is_file():
+                yield from ("--ro-bind", "/dev/null", masked)
+        for masked in _MASKED_DIRS:
+            if Path(masked).is_dir():
+                yield from ("--perms", "0555", "--tmpfs", masked, "--remount-ro", masked)
+        resolver = Path("/etc/resolv.conf").resolve()  # often a link into /run, which is not there
+        extra = (resolver,) if self.network and resolver.is_file() else ()
+        for path in (*self._readonly, *extra):
+            if path.exists() and not any(path.is_relative_to(Path("/", name)) for name in _SYSTEM_DIRS):
+                yield from ("--ro-bind", str(path), str(path))
+
+
+def _memfd(name: str, content: bytes) -> int:
+    """An anonymous file holding content, rewound, for bwrap to read through an inherited descriptor."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    os.write(fd, content)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd

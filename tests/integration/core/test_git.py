@@ -1,0 +1,96 @@
+"""The git adapter against real repositories."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from service_feature.git import Author, Git, GitError, RepositoryRefused
+
+
+@pytest.fixture
+def git(tmp_path: Path) -> Git:
+    return Git(tmp_path / "workspaces", timeout=60, allow_local=True)
+
+
+async def test_a_second_checkout_reuses_the_mirror(git: Git, origin: Path, tmp_path: Path) -> None:
+    mirror = await git.mirror(str(origin))
+    marker = mirror / "service-feature-marker"
+    marker.write_text("kept")
+    again = await git.mirror(str(origin))
+    assert again == mirror
+    assert marker.read_text() == "kept"  # fetched into, not cloned again
+    base = await git.resolve_branch(mirror, "main")
+    first = await git.worktree(mirror, tmp_path / "wt" / "one", base)
+    second = await git.worktree(mirror, tmp_path / "wt" / "two", base)
+    assert (first / "src/demo_app/calculator.py").exists()
+    assert (second / "src/demo_app/calculator.py").exists()
+
+
+async def test_new_commits_on_the_origin_are_fetched(git: Git, origin: Path, tmp_path: Path) -> None:
+    mirror = await git.mirror(str(origin))
+    before = await git.resolve_branch(mirror, "main")
+    work = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(origin), str(work)], check=True)
+    (work / "NEW").write_text("x")
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    subprocess.run(["git", "-C", str(work), "add", "NEW"], check=True)
+    subprocess.run(
+        ["git", "-C", str(work), "commit", "-qm", "new"], check=True, env={**env, "PATH": "/usr/bin:/bin"}
+    )
+    subprocess.run(["git", "-C", str(work), "push", "-q"], check=True)
+    await git.mirror(str(origin))
+    assert await git.resolve_branch(mirror, "main") != before
+
+
+async def test_diff_apply_commit_push_round_trip_is_deterministic(
+    git: Git, origin: Path, tmp_path: Path
+) -> None:
+    mirror = await git.mirror(str(origin))
+    base = await git.resolve_branch(mirror, "main")
+    tree = await git.worktree(mirror, tmp_path / "wt" / "a", base)
+    (tree / "hello.txt").write_text("hello\n")
+    (tree / "README.md").unlink()
+    diff = await git.diff(tree, base)
+    assert "+++ b/hello.txt" in diff
+    assert "deleted file mode" in diff
+    assert sorted(await git.changed_files(tree, base)) == ["README.md", "hello.txt"]
+
+    author = Author("Bot", "bot@example.com")
+    commits = []
+    for name in ("b", "c"):
+        copy = await git.worktree(mirror, tmp_path / "wt" / name, base)
+        await git.apply(copy, diff)
+        commits.append(await git.commit(copy, "Add hello\n", author, "2026-01-01T00:00:00+00:00"))
+    assert commits[0] == commits[1]
+    await git.push(copy, str(origin), commits[0], "feature/x")
+    await git.push(copy, str(origin), commits[0], "feature/x")  # a redone delivery is a no-op
+    assert await git.remote_branch_commit(str(origin), "feature/x") == commits[0]
+
+
+async def test_errors_are_clear(git: Git, origin: Path, tmp_path: Path) -> None:
+    mirror = await git.mirror(str(origin))
+    with pytest.raises(GitError, match="branch 'nope' does not exist"):
+        await git.resolve_branch(mirror, "nope")
+    with pytest.raises(GitError, match="git clone failed"):
+        await git.mirror(str(tmp_path / "missing.git"))
+    with pytest.raises(RepositoryRefused):
+        await Git(tmp_path / "w2", allow_local=False).mirror(str(origin))
+
+
+async def test_repository_hooks_never_run(git: Git, origin: Path, tmp_path: Path) -> None:
+    mirror = await git.mirror(str(origin))
+    base = await git.resolve_branch(mirror, "main")
+    tree = await git.worktree(mirror, tmp_path / "wt" / "hooks", base)
+    canary = tmp_path / "hook-ran"
+    hook = mirror / "hooks" / "pre-commit"
+    hook.write_text(f"#!/bin/sh\ntouch {canary}\n")
+    hook.chmod(0o755)
+    (tree / "f.txt").write_text("x")
+    await git.commit(tree, "msg\n", Author("a", "a@a"), "2026-01-01T00:00:00+00:00")
+    assert not canary.exists()

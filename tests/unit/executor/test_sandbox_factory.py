@@ -1,0 +1,134 @@
+"""Which sandbox the settings select, and that no path leads to running tests unisolated by accident."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from service_feature.config import ExecutorSettings
+from service_feature.executor.sandbox import factory
+from service_feature.executor.sandbox.base import Limits
+from service_feature.executor.sandbox.bwrap import BwrapSandbox
+from service_feature.executor.sandbox.cgroups import CgroupSupport
+from service_feature.executor.sandbox.docker import DockerSandbox
+from service_feature.executor.sandbox.process import ProcessSandbox
+
+
+class FakeBwrap(BwrapSandbox):
+    error: str | None = None
+
+    def __init__(self, *, network: bool = False) -> None:
+        super().__init__(
+            network=network, cgroup_support=CgroupSupport(memory=None, pids=None, kill_parent=None)
+        )
+
+    @staticmethod
+    def probe_error(bwrap: str = "bwrap") -> str | None:
+        return FakeBwrap.error
+
+
+class FakeDocker(DockerSandbox):
+    error: str | None = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(client=object(), **kwargs)
+
+    @staticmethod
+    def probe_error() -> str | None:
+        return FakeDocker.error
+
+
+@pytest.fixture
+def machine(monkeypatch: pytest.MonkeyPatch) -> type[object]:
+    """Both backends answer unless a test sets `FakeBwrap.error` / `FakeDocker.error`."""
+    monkeypatch.setattr(factory, "BwrapSandbox", FakeBwrap)
+    monkeypatch.setattr(factory, "DockerSandbox", FakeDocker)
+    monkeypatch.setattr(FakeBwrap, "error", None)
+    monkeypatch.setattr(FakeDocker, "error", None)
+    return object
+
+
+def settings(**values: Any) -> ExecutorSettings:
+    return ExecutorSettings.model_validate({"SANDBOX_ENABLED": True, "SANDBOX_TYPE": "auto", **values})
+
+
+def test_disabled_sandbox_is_the_plain_runner_with_a_warning(machine: type[object]) -> None:
+    with capture_logs() as logs:
+        sandbox = factory.create_sandbox(settings(SANDBOX_ENABLED=False))
+
+    assert isinstance(sandbox, ProcessSandbox)
+    assert [log["log_level"] for log in logs if log["event"] == "sandbox.disabled"] == ["warning"]
+
+
+def test_process_type_needs_the_sandbox_disabled(machine: type[object]) -> None:
+    with pytest.raises(factory.SandboxUnavailableError, match="SANDBOX_ENABLED=false"):
+        factory.create_sandbox(settings(SANDBOX_TYPE="process"))
+
+
+@pytest.mark.parametrize("network", [False, True])
+def test_auto_prefers_bwrap(machine: type[object], network: bool) -> None:
+    sandbox = factory.create_sandbox(settings(), network=network)
+
+    assert isinstance(sandbox, FakeBwrap)
+    assert sandbox.network is network
+
+
+def test_auto_falls_back_to_docker(machine: type[object]) -> None:
+    FakeBwrap.error = "bwrap is not on PATH"
+
+    sandbox = factory.create_sandbox(settings(), network=True)
+
+    assert isinstance(sandbox, FakeDocker)
+    assert sandbox.network is True
+
+
+def test_auto_without_any_sandbox_tells_the_operator_what_to_do(machine: type[object]) -> None:
+    FakeBwrap.error = "bwrap is not on PATH"
+    FakeDocker.error = "no engine"
+
+    with pytest.raises(factory.SandboxUnavailableError) as raised:
+        factory.create_sandbox(settings())
+
+    message = str(raised.value)
+    assert "install bubblewrap" in message
+    assert "SANDBOX_ENABLED=false" in message
+    assert "bwrap is not on PATH" in message
+
+
+@pytest.mark.parametrize(("kind", "expected"), [("bwrap", FakeBwrap), ("docker", FakeDocker)])
+def test_explicit_type_is_honoured(machine: type[object], kind: str, expected: type[object]) -> None:
+    assert isinstance(factory.create_sandbox(settings(SANDBOX_TYPE=kind)), expected)
+
+
+def test_explicit_bwrap_never_falls_back(machine: type[object]) -> None:
+    FakeBwrap.error = "userns disabled"
+
+    with pytest.raises(factory.SandboxUnavailableError, match="userns disabled"):
+        factory.create_sandbox(settings(SANDBOX_TYPE="bwrap"))
+
+
+def test_explicit_docker_without_engine_fails(machine: type[object]) -> None:
+    FakeDocker.error = "connection refused"
+
+    with pytest.raises(factory.SandboxUnavailableError, match="connection refused"):
+        factory.create_sandbox(settings(SANDBOX_TYPE="docker"))
+
+
+def test_degraded_bwrap_is_logged_as_a_warning(machine: type[object]) -> None:
+    with capture_logs() as logs:
+        factory.create_sandbox(settings())
+
+    degraded = [log for log in logs if log["event"] == "sandbox.degraded"]
+    assert degraded[0]["log_level"] == "warning"
+    assert degraded[0]["degraded"] == ["memory", "pids", "cgroup.kill"]
+
+
+def test_limits_follow_the_settings() -> None:
+    limits = factory.limits_from_settings(
+        settings(SANDBOX_MEMORY_LIMIT_MB=512, SF_TEST_TIMEOUT_SECONDS=42, SF_TEST_OUTPUT_LIMIT_BYTES=4096)
+    )
+
+    assert (limits.memory_mb, limits.wall_seconds, limits.output_bytes) == (512, 42, 4096)
+    assert (limits.pids, limits.cpu_seconds) == (Limits().pids, Limits().cpu_seconds)
