@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service_feature.models import ExecutionId, FeatureRequest
+from service_feature.telemetry import current_carrier
 
 
 class Subjects:
@@ -60,7 +61,7 @@ class Envelope(BaseModel):
     type: str
     execution_id: ExecutionId
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    trace: dict[str, str] = Field(default_factory=dict)
+    trace: dict[str, str] = Field(default_factory=current_carrier)
     payload: dict[str, Any] = Field(default_factory=dict)
 
     def to_bytes(self) -> bytes:

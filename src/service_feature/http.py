@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service_feature import __version__
+from service_feature.metrics import HTTP_REQUESTS
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 
@@ -36,6 +37,17 @@ def create_app(
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.middleware("http")
+    async def count_requests(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        HTTP_REQUESTS.labels(
+            getattr(route, "path", "unmatched"), request.method, str(response.status_code)
+        ).inc()
+        return response
 
     for router in routers:
         app.include_router(router)

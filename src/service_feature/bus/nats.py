@@ -29,6 +29,8 @@ from nats.js.errors import BadRequestError
 
 from service_feature.bus.base import Delivery, Handler, PermanentError, RequestHandler
 from service_feature.events import Envelope, PoisonMessage, Subjects, decode
+from service_feature.metrics import DEAD_LETTERS, QUEUE_PENDING
+from service_feature.telemetry import current_trace_id, span_from
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +40,7 @@ DEAD_LETTER_STREAM = "DEADLETTER"
 REASON_HEADER = "Sf-Dead-Letter-Reason"
 SUBJECT_HEADER = "Sf-Original-Subject"
 _FETCH_WAIT_SECONDS = 1.0
+_LAG_POLL_SECONDS = 5.0
 
 DeadLetterHook = Callable[[Envelope, str], Awaitable[None]]
 
@@ -116,9 +119,8 @@ class NatsBus:
                 await self._js.update_stream(config)  # exists with another config: bring it up to date
 
     async def publish(self, subject: str, envelope: Envelope) -> None:
-        await self._js.publish(
-            subject, envelope.to_bytes(), headers={"Nats-Msg-Id": f"{subject}:{envelope.event_id}"}
-        )
+        headers = {**envelope.trace, "Nats-Msg-Id": f"{subject}:{envelope.event_id}"}
+        await self._js.publish(subject, envelope.to_bytes(), headers=headers)
 
     async def consume(self, subject: str, durable: str, handler: Handler, *, concurrency: int = 1) -> None:
         config = ConsumerConfig(
@@ -133,6 +135,7 @@ class NatsBus:
         )
         self._subscriptions.append(subscription)
         self._spawn(self._pull_loop(subscription, handler, concurrency))
+        self._spawn(self._watch_lag(durable))
 
     async def request(self, subject: str, data: bytes, timeout: float) -> bytes:
         reply = await self._nc.request(subject, data, timeout=timeout)
@@ -205,6 +208,16 @@ class NatsBus:
             for message in messages:
                 self._spawn(self._handle_and_release(message, handler, slots))
 
+    async def _watch_lag(self, durable: str) -> None:
+        """Publish the consumer's backlog (pending + in flight: what KEDA scales on) as a gauge."""
+        gauge = QUEUE_PENDING.labels(durable)
+        while not self._stopping.is_set():
+            with contextlib.suppress(Exception):
+                info = await self._js.consumer_info(WORK_STREAM, durable)
+                gauge.set((info.num_pending or 0) + (info.num_ack_pending or 0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=_LAG_POLL_SECONDS)
+
     async def _handle_and_release(self, message: Msg, handler: Handler, slots: asyncio.Semaphore) -> None:
         try:
             await self._handle(message, handler)
@@ -221,22 +234,33 @@ class NatsBus:
         if attempt > self._max_deliver:
             await self._dead_letter(message, f"gave up after {attempt - 1} deliveries", envelope)
             return
-        bound = log.bind(subject=message.subject, execution_id=envelope.execution_id, attempt=attempt)
         heartbeat = asyncio.create_task(self._heartbeat(message))
-        try:
-            await handler(Delivery(envelope=envelope, subject=message.subject, attempt=attempt))
-        except PermanentError as error:
-            await self._dead_letter(message, str(error), envelope)
-        except Exception as error:
-            bound.warning("bus.handler_failed", error=repr(error), exc_info=True)
-            if attempt >= self._max_deliver:
-                await self._dead_letter(message, f"failed {attempt} times, last: {error!r}", envelope)
+        with (
+            span_from(envelope.trace, f"handle {message.subject}", execution_id=envelope.execution_id),
+            structlog.contextvars.bound_contextvars(
+                execution_id=envelope.execution_id, trace_id=current_trace_id()
+            ),
+        ):
+            try:
+                await handler(Delivery(envelope=envelope, subject=message.subject, attempt=attempt))
+            except PermanentError as error:
+                await self._dead_letter(message, str(error), envelope)
+            except Exception as error:
+                log.warning(
+                    "bus.handler_failed",
+                    subject=message.subject,
+                    attempt=attempt,
+                    error=repr(error),
+                    exc_info=True,
+                )
+                if attempt >= self._max_deliver:
+                    await self._dead_letter(message, f"failed {attempt} times, last: {error!r}", envelope)
+                else:
+                    await message.nak(delay=min(2.0**attempt, 30.0))
             else:
-                await message.nak(delay=min(2.0**attempt, 30.0))
-        else:
-            await message.ack()
-        finally:
-            heartbeat.cancel()
+                await message.ack()
+            finally:
+                heartbeat.cancel()
 
     async def _heartbeat(self, message: Msg) -> None:
         """Tell the server the message is still being worked on, so a long step is not redelivered."""
@@ -247,6 +271,7 @@ class NatsBus:
 
     async def _dead_letter(self, message: Msg, reason: str, envelope: Envelope | None) -> None:
         log.error("bus.dead_letter", subject=message.subject, reason=reason)
+        DEAD_LETTERS.labels(message.subject).inc()
         sequence = message.metadata.sequence.stream
         await self._js.publish(
             Subjects.DEAD_LETTER,

@@ -28,6 +28,7 @@ from service_feature.executor.results import (
 )
 from service_feature.executor.sandbox.base import Limits, ProcessResult, Sandbox
 from service_feature.git import Git
+from service_feature.metrics import EXECUTIONS_ACTIVE
 from service_feature.models import Language, TestResult
 
 _JUNIT_FILE = ".service-feature-junit.xml"
@@ -151,12 +152,14 @@ class TestRunner:
                     run_id, spec.execution_id, shlex.join(argv), self._sandbox.name, datetime.now(UTC)
                 )
                 self.active[run_id] = active
+                EXECUTIONS_ACTIVE.inc()
                 try:
                     process = await self._sandbox.run(
                         argv, workdir=workdir, env=SANDBOX_ENV, limits=self._limits, cancel=active.cancel
                     )
                 finally:
                     del self.active[run_id]
+                    EXECUTIONS_ACTIVE.dec()
                 return summarise(spec, argv, process, self._sandbox.name, workdir)
             finally:
                 await self._git.remove_worktree(mirror, workdir)

@@ -10,6 +10,7 @@ from service_feature.bus.base import Bus, Delivery
 from service_feature.events import Envelope, EventType, Subjects
 from service_feature.executor.runner import RunSpec, TestRunner
 from service_feature.lifecycle import FeatureStatus
+from service_feature.metrics import STAGE_DURATION
 from service_feature.models import FeatureRequest, TestResult
 from service_feature.store.database import Database
 from service_feature.store.features import (
@@ -86,7 +87,8 @@ class ExecutorService:
                 language=request.specification.language,
                 test_command=request.test_command,
             )
-        result = await self.runner.run(spec)
+        with STAGE_DURATION.labels("tests").time():
+            result = await self.runner.run(spec)
         log.info("executor.tests_done", execution_id=execution_id, attempt=attempt, **result.summary())
         async with self._database.transaction() as session:
             if not await claim_message(session, CONSUMER, delivery.envelope.event_id):
@@ -107,7 +109,6 @@ class ExecutorService:
                 Envelope(
                     type=EventType.TESTS_COMPLETED,
                     execution_id=execution_id,
-                    trace=delivery.envelope.trace,
                     payload={"attempt": attempt, "result": result.model_dump(mode="json")},
                 ),
             )

@@ -18,6 +18,10 @@ class FeatureOut(BaseModel):
     branch: str
     attempts: int
     agent_turns: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cost_usd: float
     base_commit: str | None
     delivered_branch: str | None
     delivered_commit: str | None
@@ -38,6 +42,10 @@ class FeatureOut(BaseModel):
             branch=feature.base_branch,
             attempts=feature.attempts,
             agent_turns=feature.agent_turns,
+            input_tokens=feature.input_tokens,
+            output_tokens=feature.output_tokens,
+            cached_input_tokens=feature.cached_input_tokens,
+            cost_usd=round(feature.cost_usd, 6),
             base_commit=feature.base_commit,
             delivered_branch=feature.delivered_branch,
             delivered_commit=feature.delivered_commit,

@@ -6,7 +6,7 @@ parks it in `awaiting_approval`. The decision, score and findings are stored wit
 
 from __future__ import annotations
 
-import shutil
+import asyncio
 import uuid
 
 import structlog
@@ -16,6 +16,7 @@ from service_feature.config import ReviewerSettings
 from service_feature.events import Envelope, EventType, Subjects
 from service_feature.git import Git
 from service_feature.lifecycle import FeatureStatus
+from service_feature.metrics import STAGE_DURATION
 from service_feature.models import Decision, FeatureRequest, TestResult
 from service_feature.reviewer.review import ReviewInput, ReviewPolicy, review
 from service_feature.store.database import Database
@@ -75,18 +76,18 @@ class ReviewerService:
             base_commit = feature.base_commit
         assert patch is not None and base_commit is not None
         tests = TestResult.model_validate(execution.result) if execution else None
-        mirror = await self._git.mirror(request.repository_url)
-        tree = await self._git.worktree(
-            mirror, self._git.root / "reviews" / f"{execution_id}-{uuid.uuid4().hex[:8]}", base_commit
-        )
-        try:
-            await self._git.apply(tree, patch.diff)
-            result = review(
-                ReviewInput(request.specification, patch.diff, tests, patched_tree=tree), self._policy
-            )
-        finally:
-            await self._git.remove_worktree(mirror, tree)
-            shutil.rmtree(tree, ignore_errors=True)
+        with STAGE_DURATION.labels("review").time():
+            mirror = await self._git.mirror(request.repository_url)
+            tree = self._git.root / "reviews" / f"{execution_id}-{uuid.uuid4().hex[:8]}"
+            try:
+                await self._git.worktree(mirror, tree, base_commit)
+                await self._git.apply(tree, patch.diff)
+                subject = ReviewInput(request.specification, patch.diff, tests, patched_tree=tree)
+                result = await asyncio.to_thread(
+                    review, subject, self._policy
+                )  # scanners block: keep the loop free
+            finally:
+                await self._git.remove_worktree(mirror, tree)
         log.info(
             "reviewer.decided", execution_id=execution_id, decision=result.decision, risk=result.risk_score
         )
@@ -115,7 +116,6 @@ class ReviewerService:
                     Envelope(
                         type=EventType.DELIVERY_REQUESTED,
                         execution_id=execution_id,
-                        trace=delivery.envelope.trace,
                         payload={"attempt": attempt},
                     ),
                 )

@@ -13,6 +13,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from service_feature.metrics import FEATURE_TRANSITIONS
+
 
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
@@ -61,8 +63,11 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessions() as session, session.begin():
-            yield session
+        async with self.sessions() as session:
+            async with session.begin():
+                yield session
+            for status in session.info.pop("transitions", ()):
+                FEATURE_TRANSITIONS.labels(status).inc()  # counted only once committed
 
     async def ready(self) -> bool:
         try:

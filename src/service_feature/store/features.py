@@ -56,6 +56,10 @@ async def create_feature(session: AsyncSession, request: FeatureRequest, *, anno
         title=request.specification.title,
         attempts=0,
         agent_turns=0,
+        input_tokens=0,
+        output_tokens=0,
+        cached_input_tokens=0,
+        cost_usd=0.0,
     )
     session.add(feature)
     append_event(session, request.execution_id, "feature.accepted", FeatureStatus.queued, {})
@@ -100,6 +104,7 @@ def move(
     """Apply one state-machine transition, log it, and publish it on the status feed."""
     step = transition(FeatureStatus(feature.status), target, reason)
     feature.status = target.value
+    session.info.setdefault("transitions", []).append(target.value)
     if target is FeatureStatus.failed or target is FeatureStatus.rejected:
         feature.failure_reason = reason
     data = {"from": step.source.value, **({"reason": reason} if reason else {}), **(detail or {})}

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Float,
     JSON,
     DateTime,
     Dialect,
@@ -54,6 +55,10 @@ class Feature(Base):
     title: Mapped[str] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     agent_turns: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     base_commit: Mapped[str | None] = mapped_column(String(64))
     delivered_branch: Mapped[str | None] = mapped_column(String(255))
     delivered_commit: Mapped[str | None] = mapped_column(String(64))

@@ -20,7 +20,7 @@ from service_feature.worker.llm.base import (
     Usage,
     UserMessage,
 )
-from service_feature.worker.tools import TOOL_SPECS, Toolbox
+from service_feature.worker.tools import TOOL_SPECS, Toolbox, ToolOutcome
 
 _STUCK_REPEATS = 3
 
@@ -89,13 +89,22 @@ async def run_agent(
         )
         messages.append(AssistantMessage(response.text, tuple(response.tool_calls)))
         if not response.tool_calls:
-            messages.append(
-                UserMessage("Continue with the tools; call finish(summary) when the change is done.")
+            nudge = (
+                "Your answer was cut off by the output limit: continue in smaller steps."
+                if response.stop_reason == "max_tokens"
+                else "Continue with the tools; call finish(summary) when the change is done."
             )
+            messages.append(UserMessage(nudge))
             continue
         finished: str | None = None
         for call in response.tool_calls:
-            outcome = await toolbox.call(call.name, call.arguments)
+            outcome = (
+                ToolOutcome(
+                    f"the arguments of {call.name} are not valid JSON: {call.parse_error}", is_error=True
+                )
+                if call.parse_error
+                else await toolbox.call(call.name, call.arguments)
+            )
             record(
                 "tool",
                 {

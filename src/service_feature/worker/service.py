@@ -21,6 +21,7 @@ from service_feature.config import WorkerSettings
 from service_feature.events import Envelope, EventType, Subjects
 from service_feature.git import Author, Git, GitError, RepositoryRefused
 from service_feature.lifecycle import FeatureStatus
+from service_feature.metrics import LLM_TOKENS, STAGE_DURATION
 from service_feature.models import FeatureRequest, TestResult
 from service_feature.store.database import Database
 from service_feature.store.features import (
@@ -35,8 +36,11 @@ from service_feature.store.features import (
 )
 from service_feature.store.outbox import OutboxRelay
 from service_feature.store.tables import Feature, Patch, TranscriptEntry
-from service_feature.worker.agent import AgentError, run_agent, task_message
-from service_feature.worker.llm.base import LLMProvider, ProviderError
+from service_feature.worker.agent import AgentError, Recorder, run_agent, task_message
+from service_feature.worker.llm.base import LLMProvider, ProviderError, Usage
+from service_feature.worker.llm.factory import create_provider
+from service_feature.worker.llm.pricing import cost_usd
+from service_feature.worker.llm.retry import RetryPolicy
 from service_feature.worker.llm.scripted import ScriptedProvider, load_script
 from service_feature.worker.tools import Toolbox, describe_tests
 
@@ -89,12 +93,13 @@ class WorkerService:
         log.info("worker.generate", execution_id=envelope.execution_id, attempt=expected_attempt)
 
         try:
-            mirror = await self._git.mirror(request.repository_url)
-            if base_commit is None:
-                base_commit = await self._git.resolve_branch(mirror, request.branch)
-            worktree = await self._git.worktree(
-                mirror, self._worktree_path(request.execution_id), base_commit
-            )
+            with STAGE_DURATION.labels("checkout").time():
+                mirror = await self._git.mirror(request.repository_url)
+                if base_commit is None:
+                    base_commit = await self._git.resolve_branch(mirror, request.branch)
+                worktree = await self._git.worktree(
+                    mirror, self._worktree_path(request.execution_id), base_commit
+                )
         except (GitError, RepositoryRefused) as error:
             await self.fail(request.execution_id, f"checkout failed: {error}")
             return
@@ -113,13 +118,14 @@ class WorkerService:
             provider = self._provider(request.execution_id, start_turn)
             toolbox = Toolbox(worktree, lambda: self._run_tests_now(request, base_commit, worktree))
             prompt = task_message(request.specification, envelope.payload.get("feedback"))
-            result = await run_agent(
-                provider,
-                toolbox,
-                prompt,
-                max_turns=self._settings.max_agent_turns,
-                record=lambda kind, content: transcript.append((kind, content)),
-            )
+            with STAGE_DURATION.labels("agent").time():
+                result = await run_agent(
+                    provider,
+                    toolbox,
+                    prompt,
+                    max_turns=self._settings.max_agent_turns,
+                    record=_recorder(transcript, provider.name),
+                )
         except (AgentError, ProviderError) as error:
             await self.fail(request.execution_id, str(error), transcript=(expected_attempt, transcript))
             return
@@ -139,9 +145,8 @@ class WorkerService:
                     summary=result.summary,
                 )
             )
-            self._store_transcript(session, feature.execution_id, expected_attempt, transcript)
+            self._store_transcript(session, feature, expected_attempt, transcript)
             feature.attempts = expected_attempt
-            feature.agent_turns += result.turns
             move(
                 session,
                 feature,
@@ -154,7 +159,6 @@ class WorkerService:
                 Envelope(
                     type=EventType.TESTS_REQUESTED,
                     execution_id=feature.execution_id,
-                    trace=envelope.trace,
                     payload={"attempt": expected_attempt},
                 ),
             )
@@ -187,7 +191,19 @@ class WorkerService:
             return ScriptedProvider(
                 load_script(self._settings.llm_script, execution_id), start_turn=start_turn
             )
-        raise ProviderError(f"LLM provider '{kind}' is not available in this build")
+        settings = self._settings
+        secret = settings.anthropic_api_key if kind == "anthropic" else settings.openai_api_key
+        return create_provider(
+            kind,
+            model=settings.llm_model,
+            api_key=secret.get_secret_value() if secret else None,
+            base_url=settings.anthropic_base_url if kind == "anthropic" else settings.openai_base_url,
+            max_tokens=settings.llm_max_tokens,
+            timeout=settings.llm_timeout_seconds,
+            retry=RetryPolicy(
+                max_attempts=settings.llm_max_attempts, max_wait=settings.llm_max_retry_wait_seconds
+            ),
+        )
 
     async def _run_tests_now(self, request: FeatureRequest, base_commit: str, worktree: Path) -> TestResult:
         """The agent's run_tests tool: an interactive executor run of the current working tree."""
@@ -205,12 +221,22 @@ class WorkerService:
         return TestResult.model_validate_json(reply)
 
     def _store_transcript(
-        self, session: Any, execution_id: str, attempt: int, transcript: list[tuple[str, dict[str, Any]]]
+        self, session: Any, feature: Feature, attempt: int, transcript: list[tuple[str, dict[str, Any]]]
     ) -> None:
+        """Store the attempt's transcript and add its model calls to the feature's turns, tokens and cost."""
         for kind, content in transcript:
             session.add(
-                TranscriptEntry(execution_id=execution_id, attempt=attempt, kind=kind, content=content)
+                TranscriptEntry(
+                    execution_id=feature.execution_id, attempt=attempt, kind=kind, content=content
+                )
             )
+            if kind == "model":
+                usage = Usage(**content["usage"])
+                feature.agent_turns += 1
+                feature.input_tokens += usage.input_tokens
+                feature.output_tokens += usage.output_tokens
+                feature.cached_input_tokens += usage.cached_input_tokens
+                feature.cost_usd += cost_usd(str(content.get("model") or ""), usage)
 
     # -- tests done: review, retry or fail -------------------------------------------------------------
 
@@ -233,7 +259,6 @@ class WorkerService:
                     Envelope(
                         type=EventType.REVIEW_REQUESTED,
                         execution_id=feature.execution_id,
-                        trace=envelope.trace,
                         payload={"attempt": attempt},
                     ),
                 )
@@ -251,7 +276,6 @@ class WorkerService:
                     Envelope(
                         type=EventType.ATTEMPT_REQUESTED,
                         execution_id=feature.execution_id,
-                        trace=envelope.trace,
                         payload={"attempt": attempt + 1, "feedback": describe_tests(result)},
                     ),
                 )
@@ -281,13 +305,14 @@ class WorkerService:
         branch = f"feature/{request.execution_id}"
         path = self._worktree_path(request.execution_id)
         try:
-            mirror = await self._git.mirror(request.repository_url)
-            worktree = await self._git.worktree(mirror, path, base_commit)
-            await self._git.apply(worktree, patch.diff)
-            message = commit_message(request, patch.summary, review.result if review else None)
-            author = Author(self._settings.git_author_name, self._settings.git_author_email)
-            commit = await self._git.commit(worktree, message, author, created_at.isoformat())
-            await self._git.push(worktree, request.repository_url, commit, branch)
+            with STAGE_DURATION.labels("delivery").time():
+                mirror = await self._git.mirror(request.repository_url)
+                worktree = await self._git.worktree(mirror, path, base_commit)
+                await self._git.apply(worktree, patch.diff)
+                message = commit_message(request, patch.summary, review.result if review else None)
+                author = Author(self._settings.git_author_name, self._settings.git_author_email)
+                commit = await self._git.commit(worktree, message, author, created_at.isoformat())
+                await self._git.push(worktree, request.repository_url, commit, branch)
         except (GitError, RepositoryRefused) as error:
             await self.fail(request.execution_id, f"delivery failed: {error}")
             return
@@ -317,10 +342,25 @@ class WorkerService:
     ) -> None:
         log.warning("worker.feature_failed", execution_id=execution_id, reason=reason)
         async with self._database.transaction() as session:
-            if await fail_feature(session, execution_id, reason) and transcript:
-                self._store_transcript(session, execution_id, *transcript)
+            feature = await find_feature(session, execution_id)
+            if feature is not None and transcript:
+                self._store_transcript(session, feature, *transcript)
+            await fail_feature(session, execution_id, reason)
         self._relay.wake()
         shutil.rmtree(self._worktree_path(execution_id), ignore_errors=True)
+
+
+def _recorder(transcript: list[tuple[str, dict[str, Any]]], provider: str) -> Recorder:
+    """Keep the transcript for storage and count the tokens each model call used."""
+
+    def record(kind: str, content: dict[str, Any]) -> None:
+        transcript.append((kind, content))
+        if kind == "model":
+            model = str(content.get("model") or "unknown")
+            for token_kind, count in content.get("usage", {}).items():
+                LLM_TOKENS.labels(provider, model, token_kind.removesuffix("_tokens")).inc(count)
+
+    return record
 
 
 def commit_message(request: FeatureRequest, summary: str, review: dict[str, Any] | None) -> str:

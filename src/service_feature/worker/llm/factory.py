@@ -1,0 +1,52 @@
+"""Build the configured LLM provider by name (the worker's LLM_PROVIDER).
+
+The scripted provider is not built here: it replays a per-feature transcript from a position the worker
+keeps, so the worker constructs it itself.
+
+Every provider takes the same keywords; None means "the provider's default", which for the key and base URL
+is the SDK's own environment variables (ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL, OPENAI_API_KEY /
+OPENAI_BASE_URL).
+"""
+
+from __future__ import annotations
+
+from service_feature.worker.llm.anthropic import AnthropicProvider
+from service_feature.worker.llm.base import LLMProvider
+from service_feature.worker.llm.openai import OpenAIProvider
+from service_feature.worker.llm.retry import RetryPolicy
+
+PROVIDER_KINDS = ("anthropic", "openai")
+
+
+def create_provider(
+    kind: str,
+    *,
+    model: str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    max_tokens: int | None = None,
+    timeout: float | None = None,
+    retry: RetryPolicy | None = None,
+) -> LLMProvider:
+    """A provider of `kind`; ValueError for a kind nobody implements."""
+    match kind:
+        case "anthropic":
+            return AnthropicProvider(
+                model=model,
+                api_key=api_key,
+                base_url=base_url,
+                max_tokens=max_tokens,
+                timeout=timeout,
+                retry=retry,
+            )
+        case "openai":
+            return OpenAIProvider(
+                model=model,
+                api_key=api_key,
+                base_url=base_url,
+                max_tokens=max_tokens,
+                timeout=timeout,
+                retry=retry,
+            )
+        case _:
+            raise ValueError(f"unknown LLM provider {kind!r}: expected one of {', '.join(PROVIDER_KINDS)}")
