@@ -38,15 +38,21 @@ class ReviewInput:
 
 def review(subject: ReviewInput, policy: ReviewPolicy) -> ReviewResult:
     if not subject.diff.strip():
-        return ReviewResult(decision=Decision.reject, risk_score=0, reasons=["the patch is empty: nothing to deliver"])
+        return ReviewResult(
+            decision=Decision.reject, risk_score=0, reasons=["the patch is empty: nothing to deliver"]
+        )
     findings = [*subject.extra_findings, *_test_findings(subject.tests)]
     criticals = sum(1 for finding in findings if finding.severity is Severity.critical)
     reasons: list[str] = []
     if criticals > policy.max_critical_issues:
-        reasons.append(f"{criticals} critical finding(s), more than MAX_CRITICAL_ISSUES={policy.max_critical_issues}")
+        reasons.append(
+            f"{criticals} critical finding(s), more than MAX_CRITICAL_ISSUES={policy.max_critical_issues}"
+        )
     if reasons:
         return ReviewResult(decision=Decision.reject, risk_score=100, reasons=reasons, findings=findings)
-    return ReviewResult(decision=Decision.approve, risk_score=0, reasons=["no blocking findings"], findings=findings)
+    return ReviewResult(
+        decision=Decision.approve, risk_score=0, reasons=["no blocking findings"], findings=findings
+    )
 
 
 def _test_findings(tests: TestResult | None) -> list[Finding]:
