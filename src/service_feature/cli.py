@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -109,6 +110,27 @@ def status(execution_id: str, url: UrlOption = DEFAULT_URL) -> None:
         raise typer.Exit(1)
     console.print_json(response.text)
     raise typer.Exit(0 if response.json()["status"] not in FINAL_STATUSES - {"delivered"} else 1)
+
+
+@app.command()
+def watch(
+    nats_url: Annotated[
+        str | None, typer.Option("--nats", help="NATS URL (default: configured or embedded).")
+    ] = None,
+    replay: Annotated[bool, typer.Option(help="Start from the oldest kept status event.")] = False,
+) -> None:
+    """Show every feature's status changes live (the NATS status stream)."""
+    from service_feature.watch import embedded_nats_url, watch
+
+    settings = CommonSettings()
+    url = nats_url or settings.nats_url or embedded_nats_url(settings.data_dir)
+    if url is None:
+        console.print(
+            "[red]no NATS server: set QUEUE_FEATURE_REQUEST_URI, pass --nats, or start `up` first[/]"
+        )
+        raise typer.Exit(2)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(watch(url, console, replay=replay))
 
 
 @app.command()

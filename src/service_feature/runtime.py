@@ -165,7 +165,7 @@ class Platform:
             if self._http_task:
                 await self._http_task
         if self.bus is not None:
-            await self.bus.stop_consuming()
+            await self.bus.stop_consuming(self.settings.shutdown_grace_seconds)
         if self.relay is not None:
             await self.relay.stop()
         if self.bus is not None:

@@ -93,6 +93,7 @@ class EmbeddedNatsServer:
             with contextlib.suppress(OSError):
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
                 writer.close()
+                (self.store_dir / "url").write_text(self.url)  # for `service-feature watch`
                 return
             await asyncio.sleep(0.05)
         raise RuntimeError(f"nats-server did not listen on {self.port} within {timeout} s")
@@ -105,6 +106,7 @@ class EmbeddedNatsServer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
         self._pid_file.unlink(missing_ok=True)
+        (self.store_dir / "url").unlink(missing_ok=True)
 
     def _stop_stale(self) -> None:
         try:

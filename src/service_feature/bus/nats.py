@@ -60,6 +60,7 @@ class NatsBus:
         self._max_deliver = max_deliver
         self._on_dead_letter = on_dead_letter
         self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: set[asyncio.Future[None]] = set()
         self._subscriptions: list[JetStreamContext.PullSubscription] = []
         self._core_subscriptions: list[Subscription] = []
         self._stopping = asyncio.Event()
@@ -160,11 +161,16 @@ class NatsBus:
             return False
         return True
 
-    async def stop_consuming(self) -> None:
-        """Stop fetching, wait for in-flight handlers, then unsubscribe (so a drain does not hang)."""
+    async def stop_consuming(self, grace_seconds: float = 25.0) -> None:
+        """Stop fetching; give in-flight handlers `grace_seconds` to finish, hand the rest back (nak) so
+        another replica takes them at once; then unsubscribe, so the connection drain does not hang."""
         self._stopping.set()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=self._ack_wait)
+        if self._inflight:
+            _, unfinished = await asyncio.wait(set(self._inflight), timeout=grace_seconds)
+            for task in unfinished:
+                task.cancel()
+            if unfinished:
+                await asyncio.wait(unfinished, timeout=5)
         for subscription in self._subscriptions:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
@@ -206,7 +212,9 @@ class NatsBus:
                 await asyncio.sleep(0.5)
                 continue
             for message in messages:
-                self._spawn(self._handle_and_release(message, handler, slots))
+                task = asyncio.ensure_future(self._handle_and_release(message, handler, slots))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
 
     async def _watch_lag(self, durable: str) -> None:
         """Publish the consumer's backlog (pending + in flight: what KEDA scales on) as a gauge."""
@@ -245,6 +253,11 @@ class NatsBus:
                 await handler(Delivery(envelope=envelope, subject=message.subject, attempt=attempt))
             except PermanentError as error:
                 await self._dead_letter(message, str(error), envelope)
+            except asyncio.CancelledError:
+                # Shutting down mid-step: hand the message back now rather than after ack_wait.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(message.nak())
+                raise
             except Exception as error:
                 log.warning(
                     "bus.handler_failed",

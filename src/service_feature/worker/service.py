@@ -61,7 +61,8 @@ class WorkerService:
         self._relay = relay
         self._git = git
 
-    async def start(self, concurrency: int = 2) -> None:
+    async def start(self) -> None:
+        concurrency = self._settings.worker_concurrency
         consumers = (
             (Subjects.FEATURE_REQUESTS, "worker-requests", self.handle_generate),
             (Subjects.ATTEMPT_REQUESTED, "worker-attempts", self.handle_generate),
