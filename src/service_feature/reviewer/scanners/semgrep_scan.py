@@ -1,0 +1,81 @@
+"""semgrep with the project's own rules (`reviewer/rules/semgrep/*.yml`), when semgrep is installed.
+
+semgrep is optional: its wheel is large and its registry rule packs need the network and may not be
+redistributed, so the rules are our own and the scanner is skipped when no `semgrep` is on PATH (`review()`
+then says so in its reasons). It runs once per review on the changed files, offline (`--metrics=off`, no
+version check), with `--disable-nosem` so the patch cannot silence it, and keeps the results on added lines.
+
+Severity: a rule's ERROR is high, WARNING medium, INFO low. A rule whose `metadata.category` is `security`
+gives security findings, any other quality findings.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from service_feature.models import Finding, FindingCategory, Severity
+from service_feature.reviewer.diff import FileChange
+from service_feature.reviewer.scanners.paths import source_changes
+
+RULES_DIR = Path(__file__).resolve().parent.parent / "rules" / "semgrep"
+LANGUAGE_SUFFIXES = (".py", ".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".go")  # what the rules cover
+TIMEOUT_SECONDS = 300.0
+_SEVERITY = {"ERROR": Severity.high, "WARNING": Severity.medium, "INFO": Severity.low}
+
+
+def executable() -> str | None:
+    """The semgrep on PATH, if any."""
+    return shutil.which("semgrep")
+
+
+def scan(changes: Sequence[FileChange], patched_tree: Path) -> list[Finding]:
+    semgrep = executable()
+    targets = {change.path: change.added_numbers for change in source_changes(changes, LANGUAGE_SUFFIXES)}
+    if semgrep is None or not targets:
+        return []
+    command = [semgrep, "scan", "--config", str(RULES_DIR), "--json", "--quiet", "--metrics=off"]
+    command += ["--disable-version-check", "--disable-nosem", "--no-git-ignore", "--", *sorted(targets)]
+    try:
+        completed = subprocess.run(
+            command, cwd=patched_tree, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, check=False
+        )
+        report: dict[str, Any] = json.loads(completed.stdout)
+    except (subprocess.TimeoutExpired, json.JSONDecodeError, OSError) as error:
+        return [_error(f"semgrep did not run ({type(error).__name__}), so its rules were not checked")]
+    findings = [
+        _error(str(error.get("message")))
+        for error in report.get("errors", [])
+        if error.get("level") == "error"
+    ]
+    for result in report.get("results", []):
+        first, last = result["start"]["line"], result["end"]["line"]
+        if targets.get(result["path"], frozenset()).intersection(range(first, last + 1)):
+            findings.append(_finding(result))
+    return findings
+
+
+def _finding(result: dict[str, Any]) -> Finding:
+    extra = result.get("extra", {})
+    security = extra.get("metadata", {}).get("category") == "security"
+    return Finding(
+        rule_id="semgrep." + result["check_id"].rsplit(".", 1)[-1],
+        category=FindingCategory.security if security else FindingCategory.quality,
+        severity=_SEVERITY.get(extra.get("severity", ""), Severity.medium),
+        message=" ".join(str(extra.get("message", "")).split()),
+        file=result["path"],
+        line=result["start"]["line"],
+    )
+
+
+def _error(message: str) -> Finding:
+    return Finding(
+        rule_id="semgrep.error",
+        category=FindingCategory.quality,
+        severity=Severity.high,
+        message=message,
+    )

@@ -1,0 +1,172 @@
+"""The labelled review corpus: each `tests/data/review/<case>.yml` becomes a real patch on a real checkout.
+
+A case is one YAML file (whole, so the corpus has no loose `.py` files for linters and pytest to trip on):
+
+    description: what the case shows
+    specification: {title, requirements, target_files, language}   # optional; a small Python feature
+    policy: {max_changed_lines: 40}                                 # optional ReviewPolicy fields
+    base: {path: content}                                           # the base commit's files
+    patch: {path: content or null}                                  # files the patch writes (null deletes)
+    tests: {passed: 3, failed: 1, failures: [{name, outcome}]}      # optional; null: the tests did not run
+    base_tests: {...}                                               # optional: the same run on the base
+    expected:
+      decision: approve                     # the right decision
+      rules: [rule ids]                     # the findings a careful reviewer would report
+      known_gap: {decision, misses: [...], false_alarms: [...]}   # optional: where the reviewer falls short
+
+The labels are the truth; `known_gap` records today's shortfall, so the corpus test pins today's behaviour
+exactly (`observed_*`) while the bench scores precision and recall against the truth.
+
+Content may be `!!binary` (base64) for binary files. `materialise()` commits the base in a git repository,
+makes the diff with `git diff --binary -M` from a copy with the patch written, and `git apply`s it to a fresh
+copy of the base: the review sees what the service gives it, a diff and a patched checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from service_feature.models import Decision, Language, Specification, TestResult
+from service_feature.reviewer.review import ReviewInput, ReviewPolicy
+
+Files = Mapping[str, str | bytes | None]  # path -> content; None deletes
+CORPUS_DIR = Path(__file__).resolve().parents[1] / "data" / "review"
+_GIT_ENV = {
+    "GIT_CONFIG_GLOBAL": os.devnull,  # the user's config (e.g. diff.noprefix) must not shape the diff
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "corpus",
+    "GIT_AUTHOR_EMAIL": "corpus@example.invalid",
+    "GIT_COMMITTER_NAME": "corpus",
+    "GIT_COMMITTER_EMAIL": "corpus@example.invalid",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    description: str
+    subject: ReviewInput
+    policy: ReviewPolicy
+    decision: Decision
+    rules: frozenset[str]
+    observed_decision: Decision
+    observed_rules: frozenset[str]
+
+
+def case_names() -> list[str]:
+    return sorted(path.stem for path in CORPUS_DIR.glob("*.yml"))
+
+
+@dataclass(frozen=True)
+class Checkouts:
+    diff: str
+    base: Path
+    patched: Path
+
+
+MakePatch = Callable[[Files, Files], Checkouts]  # the unit tests' fixture: base files, patched files
+
+
+def build(base_files: Files, patch_files: Files, workdir: Path) -> Checkouts:
+    """Commit `base_files`, diff them against the patch with git, and `git apply` that diff to a copy."""
+    base, after, patched = workdir / "base", workdir / "after", workdir / "patched"
+    _write(base, base_files)
+    _git(base, "init", "--quiet", "--initial-branch=main")
+    _git(base, "add", "--all")
+    _git(base, "commit", "--quiet", "--allow-empty", "--message=base")
+    shutil.copytree(base, after, symlinks=True)
+    _write(after, patch_files)
+    _git(after, "add", "--all")
+    diff = _git(after, "diff", "--cached", "--binary", "-M")
+    shutil.copytree(base, patched, symlinks=True)
+    if diff:
+        _git(patched, "apply", "--whitespace=nowarn", "-", stdin=diff)
+    shutil.rmtree(after)
+    return Checkouts(diff.decode("utf-8", errors="replace"), base, patched)
+
+
+def materialise(name: str, workdir: Path) -> Case:
+    """Build the case's checkouts under `workdir` (which must be empty or absent)."""
+    raw: dict[str, Any] = yaml.safe_load((CORPUS_DIR / f"{name}.yml").read_text(encoding="utf-8"))
+    checkouts = build(raw["base"], raw["patch"], workdir)
+    expected = raw["expected"]
+    gap = expected.get("known_gap") or {}
+    rules = frozenset(expected.get("rules") or [])
+    return Case(
+        name=name,
+        description=raw.get("description", ""),
+        subject=ReviewInput(
+            specification=_specification(name, raw.get("specification") or {}),
+            diff=checkouts.diff,
+            tests=run_result(raw["tests"]) if "tests" in raw else run_result({}),
+            patched_tree=checkouts.patched,
+            base_tree=checkouts.base,
+            base_test_result=run_result(raw["base_tests"]) if raw.get("base_tests") is not None else None,
+        ),
+        policy=ReviewPolicy(**(raw.get("policy") or {})),
+        decision=Decision(expected["decision"]),
+        rules=rules,
+        observed_decision=Decision(gap.get("decision", expected["decision"])),
+        observed_rules=(rules - set(gap.get("misses", []))) | set(gap.get("false_alarms", [])),
+    )
+
+
+def _write(root: Path, files: Files) -> None:
+    for relative, content in files.items():
+        path = root / relative
+        if content is None:
+            path.unlink()
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+
+
+def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    completed = subprocess.run(
+        ["git", *args],
+        cwd=repo,
+        input=stdin,
+        capture_output=True,
+        check=False,
+        env={**os.environ, **_GIT_ENV},
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"git {args[0]} failed in {repo}: {completed.stderr.decode(errors='replace')}")
+    return completed.stdout
+
+
+def _specification(name: str, raw: dict[str, Any]) -> Specification:
+    return Specification(
+        title=raw.get("title", name),
+        description=raw.get("description", ""),
+        requirements=raw.get("requirements", []),
+        target_files=raw.get("target_files", []),
+        language=Language(raw.get("language", "python")),
+    )
+
+
+def run_result(raw: dict[str, Any] | None) -> TestResult | None:
+    """A passing run unless the case says otherwise; `null` means the tests were not run."""
+    if raw is None:
+        return None
+    failed, errored = raw.get("failed", 0), raw.get("errored", 0)
+    return TestResult.model_validate(
+        {
+            "command": "pytest -q",
+            "sandbox": "corpus",
+            "exit_code": raw.get("exit_code", 1 if failed or errored else 0),
+            "passed": raw.get("passed", 5),
+            **{key: value for key, value in raw.items() if key not in ("exit_code", "passed")},
+        }
+    )

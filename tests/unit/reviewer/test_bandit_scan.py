@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from service_feature.models import Finding, FindingCategory, Severity
+from service_feature.reviewer.diff import parse_diff
+from service_feature.reviewer.scanners import bandit_scan
+from tests.support.review_corpus import Files, MakePatch
+
+BASE = {"app/__init__.py": "", "app/jobs.py": "def run(name: str) -> str:\n    return name\n"}
+
+
+def scan(make_patch: MakePatch, patch: Files, base: Files = BASE) -> list[Finding]:
+    checkouts = make_patch(base, patch)
+    return bandit_scan.scan(parse_diff(checkouts.diff), checkouts.patched)
+
+
+def test_shell_true_on_input_is_critical(make_patch: MakePatch) -> None:
+    source = (
+        "import subprocess\n\n\ndef run(name: str) -> None:\n    subprocess.run(f'echo {name}', shell=True)\n"
+    )
+
+    findings = {f.rule_id: f for f in scan(make_patch, {"app/jobs.py": source})}
+
+    shell = findings["bandit.B602"]
+    assert (shell.severity, shell.category, shell.file, shell.line) == (
+        Severity.critical,
+        FindingCategory.security,
+        "app/jobs.py",
+        5,
+    )
+    assert "CWE-78" in shell.message
+
+
+def test_sql_built_from_input_is_found(make_patch: MakePatch) -> None:
+    source = (
+        "def find(cursor, name: str) -> None:\n"
+        "    cursor.execute(\"SELECT * FROM users WHERE name = '%s'\" % name)\n"
+    )
+
+    findings = scan(make_patch, {"app/jobs.py": source})
+
+    assert [(f.rule_id, f.severity, f.line) for f in findings] == [("bandit.B608", Severity.high, 2)]
+
+
+def test_issues_on_lines_the_patch_does_not_add_are_not_reported(make_patch: MakePatch) -> None:
+    base = {
+        "app/jobs.py": "import pickle\n\n\ndef load(blob: bytes) -> object:\n    return pickle.loads(blob)\n"
+    }
+    patch = {"app/jobs.py": base["app/jobs.py"] + "\n\ndef size(blob: bytes) -> int:\n    return len(blob)\n"}
+
+    assert scan(make_patch, patch, base) == []
+
+
+def test_nosec_comments_do_not_silence_bandit(make_patch: MakePatch) -> None:
+    source = "def run(code: str) -> None:\n    eval(code)  # nosec\n"
+
+    assert [f.rule_id for f in scan(make_patch, {"app/jobs.py": source})] == ["bandit.B307"]
+
+
+def test_asserts_and_hardcoded_passwords_are_left_to_others(make_patch: MakePatch) -> None:
+    source = 'password = "hunter2hunter2"\n\n\ndef check(x: int) -> None:\n    assert x > 0\n'
+
+    assert scan(make_patch, {"app/jobs.py": source}) == []
+
+
+def test_low_findings_in_test_files_are_dropped_but_serious_ones_kept(make_patch: MakePatch) -> None:
+    source = "import random\n\n\ndef test_x() -> None:\n    random.random()\n    eval('1 + 1')\n"
+
+    findings = scan(make_patch, {"tests/test_jobs.py": source})
+
+    assert [f.rule_id for f in findings] == ["bandit.B307"]
+
+
+def test_a_file_bandit_cannot_parse_is_an_error_finding(make_patch: MakePatch) -> None:
+    findings = scan(make_patch, {"app/jobs.py": "def broken(:\n"})
+
+    assert [(f.rule_id, f.category, f.severity, f.file) for f in findings] == [
+        ("bandit.error", FindingCategory.quality, Severity.high, "app/jobs.py")
+    ]
+
+
+def test_a_bandit_that_does_not_run_fails_closed(
+    make_patch: MakePatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkouts = make_patch(BASE, {"app/jobs.py": "X = 1\n"})
+
+    def timeout(*args: object, **kwargs: object) -> None:
+        raise subprocess.TimeoutExpired("bandit", bandit_scan.TIMEOUT_SECONDS)
+
+    monkeypatch.setattr(subprocess, "run", timeout)  # after git has made the patch
+
+    findings = bandit_scan.scan(parse_diff(checkouts.diff), checkouts.patched)
+
+    assert [(f.rule_id, f.severity) for f in findings] == [("bandit.error", Severity.high)]
+
+
+def test_no_changed_python_file_runs_nothing(make_patch: MakePatch, monkeypatch: pytest.MonkeyPatch) -> None:
+    checkouts = make_patch(BASE, {"README.md": "docs\n", "app/jobs.py": None})
+    monkeypatch.setattr(subprocess, "run", None)
+
+    assert bandit_scan.scan(parse_diff(checkouts.diff), checkouts.patched) == []
+
+
+@pytest.mark.parametrize(
+    ("severity", "confidence", "cwe", "expected"),
+    [
+        ("HIGH", "HIGH", 78, Severity.critical),
+        ("HIGH", "MEDIUM", 327, Severity.high),
+        ("MEDIUM", "HIGH", 20, Severity.high),
+        ("MEDIUM", "LOW", 89, Severity.high),
+        ("MEDIUM", "MEDIUM", 400, Severity.medium),
+        ("LOW", "HIGH", 78, Severity.low),
+        ("LOW", "LOW", None, Severity.low),
+    ],
+)
+def test_severity_mapping(severity: str, confidence: str, cwe: int | None, expected: Severity) -> None:
+    assert bandit_scan.severity(severity, confidence, cwe) is expected
