@@ -1,46 +1,57 @@
-"""One test run: materialise base commit + patch in a fresh worktree, run the tests in the sandbox, parse.
+"""One test run: dependencies, the base commit's results, then base commit + patch, compared test by test.
 
 The executor never shares a disk with the worker: everything it needs (repository, base commit, the diff)
-travels in the request, so any executor replica can run any feature's tests.
+travels in the request, so any executor replica can run any feature's tests. A run is:
+
+1. **setup** (`setup.py`): the base commit's dependencies, installed by a networked sandbox once per
+   dependency set and cached. A patch that changes dependency files is flagged; its own setup runs only when
+   `allow_dependency_changes` is set, otherwise its tests run against the base's environment.
+2. **baseline**: the same test command on the base commit, cached per (repository, commit, command,
+   environment), so failures already there are reported as pre-existing instead of blamed on the patch.
+3. **the patched run**, without network, and its classification against the baseline (`baseline.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import os
 import shlex
-import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
-from service_feature.executor.results import (
-    Counts,
-    parse_any,
-    parse_cargo,
-    parse_go_json,
-    parse_javascript,
-    parse_junit,
-)
+from service_feature.executor.baseline import classify
+from service_feature.executor.results import Counts
 from service_feature.executor.sandbox.base import Limits, ProcessResult, Sandbox
+from service_feature.executor.setup import (
+    Environment,
+    EnvironmentCache,
+    JsonStore,
+    SetupFailed,
+    changed_files,
+    file_lock,
+    with_readonly,
+    workspace_path,
+)
+from service_feature.executor.toolchains import DependencyFiles, Toolchain, toolchain_for
 from service_feature.git import Git
 from service_feature.metrics import EXECUTIONS_ACTIVE
-from service_feature.models import Language, TestResult
+from service_feature.models import Language, TestCase, TestResult
 
-_JUNIT_FILE = ".service-feature-junit.xml"
 _TAIL_CHARS = 8000
-SANDBOX_ENV = {
-    # The platform's interpreter comes first, so `python -m pytest` in a test_command finds pytest.
-    "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-    "LANG": "C.UTF-8",
-    "PYTHONDONTWRITEBYTECODE": "1",
-    "PYTHONUNBUFFERED": "1",
-    "CI": "true",
-}
+_MAX_FAILURES = 50
+
+
+class ExecutionCancelled(Exception):
+    """The run was stopped (kill switch or feature cancelled) before it finished: it has no result."""
 
 
 class RunSpec(BaseModel):
@@ -61,6 +72,7 @@ class ActiveExecution:
     command: str
     sandbox: str
     started_at: datetime
+    phase: str = "tests"
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     started_monotonic: float = field(default_factory=time.monotonic)
 
@@ -68,6 +80,7 @@ class ActiveExecution:
         return {
             "id": self.run_id,
             "execution_id": self.execution_id,
+            "phase": self.phase,
             "command": self.command,
             "sandbox": self.sandbox,
             "started_at": self.started_at.isoformat(),
@@ -75,98 +88,231 @@ class ActiveExecution:
         }
 
 
-def test_command_for(spec: RunSpec, python: str = sys.executable) -> list[str]:
-    if spec.test_command:
-        return ["sh", "-c", spec.test_command]
-    commands: dict[Language, list[str]] = {
-        Language.python: [
-            python,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            f"--junitxml={_JUNIT_FILE}",
-        ],
-        Language.go: ["go", "test", "-json", "./..."],
-        Language.javascript: ["npm", "test"],
-        Language.typescript: ["npm", "test"],
-        Language.rust: ["cargo", "test"],
-    }
-    return commands[spec.language]
+@dataclass
+class Outcome:
+    """One test command's run, parsed."""
+
+    process: ProcessResult
+    counts: Counts
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "passed": self.counts.passed,
+            "failed": self.counts.failed,
+            "errored": self.counts.errored,
+            "skipped": self.counts.skipped,
+            "unattributed_failures": self.counts.unattributed,
+            "exit_code": self.process.exit_code,
+            "timed_out": self.process.timed_out,
+            "duration_seconds": round(self.process.duration_seconds, 3),
+        }
 
 
-def summarise(
-    spec: RunSpec, argv: Sequence[str], process: ProcessResult, sandbox: str, workdir: Path
-) -> TestResult:
-    counts: Counts | None = None
-    junit = workdir / _JUNIT_FILE
-    if junit.is_file():
-        counts = parse_junit(junit.read_bytes())
-    if counts is None:
-        parser = {
-            Language.go: parse_go_json,
-            Language.rust: parse_cargo,
-            Language.javascript: parse_javascript,
-            Language.typescript: parse_javascript,
-        }.get(spec.language, parse_any)
-        counts = parser(process.output) or parse_any(process.output) or Counts()
+def test_argv(spec: RunSpec, toolchain: Toolchain, home: str | None) -> list[str]:
+    return ["sh", "-c", spec.test_command] if spec.test_command else toolchain.test_command(home)
+
+
+def measure(toolchain: Toolchain, process: ProcessResult, workdir: Path) -> Counts:
+    counts = toolchain.parse(process.output, workdir) or Counts()
     if process.exit_code not in (0, None) and counts.failed == 0 and counts.errored == 0:
         counts.errored += 1  # the runner failed without a test to blame (collection error, crash, …)
-    return TestResult(
-        command=shlex.join(argv),
-        sandbox=sandbox,
-        exit_code=process.exit_code,
-        passed=counts.passed,
-        failed=counts.failed,
-        errored=counts.errored,
-        skipped=counts.skipped,
-        timed_out=process.timed_out,
-        duration_seconds=process.duration_seconds,
-        output_tail=process.output[-_TAIL_CHARS:],
-        failures=counts.failures[:50],
-    )
+    return counts
 
 
 class TestRunner:
     __test__ = False  # not a pytest class
 
-    def __init__(self, git: Git, sandbox: Sandbox, limits: Limits, max_concurrent: int) -> None:
+    def __init__(
+        self,
+        git: Git,
+        sandbox: Sandbox,
+        limits: Limits,
+        max_concurrent: int,
+        *,
+        setup_sandbox: Sandbox | None = None,
+        cache_root: Path | None = None,
+        allow_dependency_changes: bool = False,
+    ) -> None:
+        """`setup_sandbox` installs dependencies and should have network (`create_sandbox(…, network=True)`);
+        without one, setup runs in `sandbox`, which only works for dependencies that need no download.
+        `cache_root` defaults to `<git root>/cache`, i.e. `<workspaces>/executor/cache`."""
         self._git = git
         self._sandbox = sandbox
         self._limits = limits
         self._slots = asyncio.Semaphore(max_concurrent)
+        root = cache_root or git.root / "cache"
+        self._environments = EnvironmentCache(root, setup_sandbox or sandbox)
+        self._baselines = JsonStore(root / "baselines")
+        self._allow_dependency_changes = allow_dependency_changes
         self.active: dict[str, ActiveExecution] = {}
 
     async def run(self, spec: RunSpec) -> TestResult:
+        toolchain = toolchain_for(spec.language)
+        if missing := toolchain.missing():
+            return TestResult(
+                command="", sandbox=self._sandbox.name, exit_code=None, errored=1, output_tail=missing
+            )
         async with self._slots:
             mirror = await self._git.mirror(spec.repository_url)
-            run_id = uuid.uuid4().hex[:12]
-            workdir = await self._git.worktree(
-                mirror, self._git.root / "runs" / f"{spec.execution_id}-{run_id}", spec.base_commit
-            )
-            try:
+            async with self._worktree(spec, mirror, "patched") as workdir:
                 await self._git.apply(workdir, spec.diff)
-                argv = test_command_for(spec)
-                active = ActiveExecution(
-                    run_id, spec.execution_id, shlex.join(argv), self._sandbox.name, datetime.now(UTC)
-                )
-                self.active[run_id] = active
-                EXECUTIONS_ACTIVE.inc()
+                base_files = await self._dependency_files(toolchain, mirror, spec.base_commit)
+                patched_files = await self._dependency_files(toolchain, workdir, "")
+                changed = changed_files(base_files, patched_files)
                 try:
-                    process = await self._sandbox.run(
-                        argv, workdir=workdir, env=SANDBOX_ENV, limits=self._limits, cancel=active.cancel
+                    base_env = await self._environment(spec, mirror, toolchain, base_files, "")
+                    env = base_env
+                    if changed and self._allow_dependency_changes:
+                        env = await self._environment(spec, mirror, toolchain, patched_files, spec.diff)
+                except SetupFailed as error:
+                    return TestResult(
+                        command="setup",
+                        sandbox=self._sandbox.name,
+                        exit_code=None,
+                        errored=1,
+                        output_tail=str(error)[-_TAIL_CHARS:],
+                        dependency_files_changed=changed,
                     )
-                finally:
-                    del self.active[run_id]
-                    EXECUTIONS_ACTIVE.dec()
-                return summarise(spec, argv, process, self._sandbox.name, workdir)
-            finally:
-                await self._git.remove_worktree(mirror, workdir)
+                baseline, cases = await self._baseline(spec, mirror, toolchain, base_env)
+                argv = test_argv(spec, toolchain, env.home(workspace_path(self._sandbox, workdir)))
+                patched = await self._test(spec, toolchain, env, workdir, "tests")
+        counts = patched.counts
+        return TestResult(
+            command=shlex.join(argv),
+            sandbox=self._sandbox.name,
+            exit_code=patched.process.exit_code,
+            passed=counts.passed,
+            failed=counts.failed,
+            errored=counts.errored,
+            skipped=counts.skipped,
+            timed_out=patched.process.timed_out,
+            duration_seconds=patched.process.duration_seconds,
+            output_tail=patched.process.output[-_TAIL_CHARS:],
+            failures=counts.failures[:_MAX_FAILURES],
+            unattributed_failures=counts.unattributed,
+            baseline=baseline,
+            classification=classify(cases, counts.cases),
+            dependency_files_changed=changed,
+            environment=env.describe(),
+        )
 
-    def cancel(self, execution_id: str) -> int:
-        """Stop every running execution of a feature; returns how many were signalled."""
-        targets = [run for run in self.active.values() if run.execution_id == execution_id]
+    def cancel(self, execution_id: str | None = None) -> int:
+        """Stop the running executions of one feature (or all of them); returns how many were signalled."""
+        targets = [run for run in self.active.values() if execution_id in (None, run.execution_id)]
         for run in targets:
             run.cancel.set()
         return len(targets)
+
+    # -- the steps -------------------------------------------------------------------------------------
+
+    async def _environment(
+        self, spec: RunSpec, mirror: Path, toolchain: Toolchain, files: DependencyFiles, diff: str
+    ) -> Environment:
+        """The environment for one dependency set; a cache miss installs it in a fresh checkout."""
+
+        @contextlib.asynccontextmanager
+        async def checkout() -> AsyncIterator[Path]:
+            async with self._worktree(spec, mirror, "setup") as workdir:
+                await self._git.apply(workdir, diff)
+                yield workdir
+
+        async def run(
+            sandbox: Sandbox, argv: Sequence[str], workdir: Path, env: Mapping[str, str], phase: str
+        ) -> ProcessResult:
+            return await self._sandboxed(spec, sandbox, argv, workdir, env, phase)
+
+        return await self._environments.environment(toolchain, files, checkout, run)
+
+    async def _baseline(
+        self, spec: RunSpec, mirror: Path, toolchain: Toolchain, env: Environment
+    ) -> tuple[dict[str, Any], list[TestCase]]:
+        """The base commit's results: its summary and every named test, cached per commit and command."""
+        key = hashlib.sha256(
+            "\0".join(
+                [spec.repository_url, spec.base_commit, spec.test_command or "", env.key, toolchain.version]
+            ).encode()
+        ).hexdigest()
+        async with file_lock(self._baselines.path(key).with_suffix(".lock")):
+            stored = self._baselines.get(key)
+            if stored is None:
+                async with self._worktree(spec, mirror, "base") as workdir:
+                    outcome = await self._test(spec, toolchain, env, workdir, "baseline")
+                stored = {
+                    "summary": {"commit": spec.base_commit, **outcome.summary()},
+                    "cases": [case.model_dump(mode="json") for case in outcome.counts.cases],
+                }
+                if not outcome.process.timed_out:
+                    self._baselines.put(key, stored)
+                cached = False
+            else:
+                cached = True
+        cases = [TestCase.model_validate(case) for case in stored["cases"]]
+        return {**stored["summary"], "cached": cached}, cases
+
+    async def _test(
+        self, spec: RunSpec, toolchain: Toolchain, env: Environment, workdir: Path, phase: str
+    ) -> Outcome:
+        """The test command in `workdir` with the environment linked in, no network, parsed."""
+        env.link_into(workdir)
+        workspace = workspace_path(self._sandbox, workdir)
+        home = env.home(workspace)
+        sandbox = with_readonly(self._sandbox, (*toolchain.readonly_paths(), *env.readonly_paths()))
+        variables = toolchain.environment(home, workspace, online=False)
+        process = await self._sandboxed(
+            spec, sandbox, test_argv(spec, toolchain, home), workdir, variables, phase
+        )
+        return Outcome(process, measure(toolchain, process, workdir))
+
+    # -- plumbing --------------------------------------------------------------------------------------
+
+    async def _sandboxed(
+        self,
+        spec: RunSpec,
+        sandbox: Sandbox,
+        argv: Sequence[str],
+        workdir: Path,
+        env: Mapping[str, str],
+        phase: str,
+    ) -> ProcessResult:
+        """One sandboxed command, listed in `active` while it runs; raises ExecutionCancelled if stopped."""
+        run_id = uuid.uuid4().hex[:12]
+        active = ActiveExecution(
+            run_id, spec.execution_id, shlex.join(argv), sandbox.name, datetime.now(UTC), phase
+        )
+        self.active[run_id] = active
+        EXECUTIONS_ACTIVE.inc()
+        try:
+            process = await sandbox.run(
+                argv, workdir=workdir, env=env, limits=self._limits, cancel=active.cancel
+            )
+        finally:
+            del self.active[run_id]
+            EXECUTIONS_ACTIVE.dec()
+        if process.cancelled:
+            raise ExecutionCancelled(spec.execution_id)
+        return process
+
+    @contextlib.asynccontextmanager
+    async def _worktree(self, spec: RunSpec, mirror: Path, purpose: str) -> AsyncIterator[Path]:
+        """A fresh worktree of the base commit, removed afterwards."""
+        path = self._git.root / "runs" / f"{spec.execution_id}-{uuid.uuid4().hex[:12]}-{purpose}"
+        workdir = await self._git.worktree(mirror, path, spec.base_commit)
+        try:
+            yield workdir
+        finally:
+            await self._git.remove_worktree(mirror, workdir)
+
+    async def _dependency_files(self, toolchain: Toolchain, where: Path, commit: str) -> dict[str, bytes]:
+        """The toolchain's dependency files with their contents: at `commit` of a mirror, or (commit "")
+        in a worktree's index, which `apply --index` updated. Both read through git, so they compare."""
+        git_dir = ["--git-dir", str(where)] if commit else ["-C", str(where)]
+        if commit:
+            listing = await self._git.run(*git_dir, "ls-tree", "-z", "--name-only", commit)
+            names = [name for name in listing.split("\0") if name]
+        else:
+            names = [entry.name for entry in os.scandir(where) if entry.is_file()]
+        files: dict[str, bytes] = {}
+        for name in toolchain.dependency_names(names):
+            content = await self._git.run(*git_dir, "show", f"{commit}:{name}")
+            files[name] = content.encode()
+        return files

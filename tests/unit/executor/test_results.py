@@ -89,3 +89,127 @@ def test_parse_any_tries_each_format() -> None:
     assert counts is not None
     assert counts.passed == 2
     assert parse_any("hello") is None
+
+
+NODE_TAP = """TAP version 13
+# Subtest: adds
+ok 1 - adds
+  ---
+  duration_ms: 1.1
+  ...
+# Subtest: fails
+not ok 2 - fails
+  ---
+  duration_ms: 1.2
+  failureType: 'testCodeFailure'
+  error: |-
+    Expected values to be strictly equal:
+
+    2 !== 3
+  code: 'ERR_ASSERTION'
+  ...
+# Subtest: later
+ok 3 - later # SKIP
+  ---
+  duration_ms: 0.2
+  ...
+# Subtest: group
+    # Subtest: inner ok
+    ok 1 - inner ok
+      ---
+      duration_ms: 0.1
+      ...
+    # Subtest: inner bad
+    not ok 2 - inner bad
+      ---
+      duration_ms: 0.2
+      error: 'boom'
+      ...
+    1..2
+not ok 4 - group
+  ---
+  error: '1 subtest failed'
+  ...
+1..4
+# tests 6
+# suites 0
+# pass 2
+# fail 3
+# cancelled 0
+# skipped 1
+# todo 0
+"""
+
+
+def test_node_test_tap_names_every_test_and_keeps_nodes_counts() -> None:
+    counts = parse_javascript(NODE_TAP)
+
+    assert counts is not None
+    assert (counts.passed, counts.failed, counts.errored, counts.skipped) == (2, 3, 0, 1)
+    assert [(c.name, c.outcome) for c in counts.cases] == [
+        ("adds", TestOutcome.passed),
+        ("fails", TestOutcome.failed),
+        ("later", TestOutcome.skipped),
+        ("group > inner ok", TestOutcome.passed),
+        ("group > inner bad", TestOutcome.failed),
+        ("group", TestOutcome.failed),
+    ]
+    assert counts.failures[0].message == "Expected values to be strictly equal:\n\n2 !== 3"
+    assert counts.failures[1].message == "boom"
+    assert counts.unattributed == 0
+
+
+def test_plain_tap_without_a_trailer_is_counted_from_its_lines() -> None:
+    counts = parse_javascript("1..3\nok 1 - a\nnot ok 2 - b\nok 3 - c # TODO later\n")
+
+    assert counts is not None
+    assert (counts.passed, counts.failed, counts.skipped) == (1, 1, 1)
+
+
+def test_cargo_names_tests_by_binary_with_their_panic_message() -> None:
+    output = """     Running unittests src/lib.rs (target/debug/deps/tiny-1)
+
+running 2 tests
+test tests::fails ... FAILED
+test tests::adds ... ok
+
+failures:
+
+---- tests::fails stdout ----
+thread 'tests::fails' panicked at src/lib.rs:5:26:
+one and one
+
+failures:
+    tests::fails
+
+test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s
+
+     Running tests/api.rs (target/debug/deps/api-2)
+
+running 1 test
+test adds ... ignored
+
+test result: ok. 0 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.00s
+"""
+    counts = parse_cargo(output)
+
+    assert counts is not None
+    assert [(c.name, c.outcome) for c in counts.cases] == [
+        ("src/lib.rs::tests::fails", TestOutcome.failed),
+        ("src/lib.rs::tests::adds", TestOutcome.passed),
+        ("tests/api.rs::adds", TestOutcome.skipped),
+    ]
+    assert "one and one" in counts.failures[0].message
+
+
+def test_jest_failures_are_named_and_a_bare_summary_is_unattributed() -> None:
+    counts = parse_javascript(
+        "  ● math \u203a adds\n\n    expect(received)\nTests:       1 failed, 2 passed, 3 total"
+    )
+    bare = parse_javascript("Tests:       2 failed, 1 passed, 3 total")
+
+    assert counts is not None
+    assert [case.name for case in counts.failures] == ["math \u203a adds"]
+    assert counts.unattributed == 0
+    assert bare is not None
+    assert bare.unattributed == 2

@@ -1,0 +1,156 @@
+"""What each toolchain counts as dependency files, whether it needs setup, and the commands and environment
+it gives the two steps; the cache key and change detection of setup.py. No toolchain is run here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from service_feature.executor.sandbox.bwrap import WORKSPACE, BwrapSandbox
+from service_feature.executor.sandbox.cgroups import CgroupSupport
+from service_feature.executor.sandbox.process import ProcessSandbox
+from service_feature.executor.setup import (
+    Environment,
+    changed_files,
+    dependency_key,
+    with_readonly,
+    workspace_path,
+)
+from service_feature.executor.toolchains import ENV_DIR, JUNIT_FILE, toolchain_for
+from service_feature.models import Language
+
+HOME = f"{WORKSPACE}/{ENV_DIR}"
+
+
+@pytest.mark.parametrize(
+    ("language", "names", "expected"),
+    [
+        (Language.python, ["requirements-dev.txt", "pyproject.toml", "README.md", "setup.py"], 3),
+        (Language.javascript, ["package.json", "package-lock.json", "index.js"], 2),
+        (Language.typescript, ["package.json", "tsconfig.json"], 1),
+        (Language.go, ["go.mod", "go.sum", "main.go"], 2),
+        (Language.rust, ["Cargo.toml", "Cargo.lock", "src"], 2),
+    ],
+)
+def test_dependency_files_are_picked_from_the_root_listing(
+    language: Language, names: list[str], expected: int
+) -> None:
+    assert len(toolchain_for(language).dependency_names(names)) == expected
+
+
+def test_python_without_anything_to_install_uses_the_platform_interpreter() -> None:
+    python = toolchain_for(Language.python)
+    bare_project = {"pyproject.toml": b'[project]\nname = "demo"\n\n[tool.pytest.ini_options]\n'}
+
+    assert not python.needs_setup(bare_project)
+    assert not python.needs_setup({})
+    assert python.test_command(None)[0] == sys.executable
+    assert f"--junitxml={JUNIT_FILE}" in python.test_command(None)
+
+
+def test_python_installs_pytest_the_requirements_and_the_project_editable() -> None:
+    python = toolchain_for(Language.python)
+    files = {
+        "requirements.txt": b"six\n",
+        "requirements-test.txt": b"idna\n",
+        "pyproject.toml": b'[project]\nname = "demo"\ndependencies = ["six"]\n',
+    }
+
+    venv, install = python.setup_commands(HOME, files)
+
+    assert python.needs_setup(files)
+    assert venv == [sys.executable, "-m", "venv", f"{HOME}/venv"]
+    assert install[0] == f"{HOME}/venv/bin/python"
+    assert install[-7:] == ["pytest", "-r", "requirements-test.txt", "-r", "requirements.txt", "-e", "."]
+    assert python.test_command(HOME)[0] == f"{HOME}/venv/bin/python"
+    assert python.environment(HOME, WORKSPACE, online=False)["PATH"].startswith(f"{HOME}/venv/bin:")
+
+
+def test_node_uses_npm_ci_with_a_lock_file_and_keeps_node_modules() -> None:
+    node = toolchain_for(Language.javascript)
+    manifest = json.dumps({"dependencies": {"is-number": "7.0.0"}}).encode()
+
+    assert node.setup_commands(HOME, {"package.json": manifest, "package-lock.json": b"{}"})[0][:2] == [
+        "npm",
+        "ci",
+    ]
+    assert node.setup_commands(HOME, {"package.json": manifest})[0][:2] == ["npm", "install"]
+    assert not node.needs_setup({"package.json": json.dumps({"scripts": {"test": "node --test"}}).encode()})
+    assert node.kept == ("node_modules",)
+    assert node.environment(HOME, WORKSPACE, online=False)["npm_config_offline"] == "true"
+    assert "npm_config_offline" not in node.environment(HOME, WORKSPACE, online=True)
+
+
+def test_go_downloads_in_setup_and_tests_offline_against_the_module_cache() -> None:
+    go = toolchain_for(Language.go)
+    online = go.environment(HOME, WORKSPACE, online=True)
+    offline = go.environment(HOME, WORKSPACE, online=False)
+
+    assert go.setup_commands(HOME, {"go.mod": b"module x\n"}) == [["go", "mod", "download"]]
+    assert go.test_command(HOME) == ["go", "test", "-json", "./..."]
+    assert online["GOMODCACHE"] == offline["GOMODCACHE"] == f"{HOME}/gomod"
+    assert offline["GOPROXY"] == "off"
+    assert "GOPROXY" not in online
+    assert offline["GOCACHE"].startswith(f"{WORKSPACE}/.")  # writable, per run, skipped by ./...
+
+
+def test_rust_fetches_in_setup_and_tests_offline() -> None:
+    rust = toolchain_for(Language.rust)
+
+    assert rust.setup_commands(HOME, {"Cargo.toml": b""}) == [["cargo", "fetch"]]
+    assert rust.test_command(HOME) == ["cargo", "test", "--offline"]
+    assert rust.environment(HOME, WORKSPACE, online=False)["CARGO_HOME"] == f"{HOME}/cargo"
+    assert rust.environment(HOME, WORKSPACE, online=False)["CARGO_NET_OFFLINE"] == "true"
+
+
+def test_the_key_depends_on_contents_language_and_toolchain_version() -> None:
+    files = {"requirements.txt": b"six==1.17.0\n"}
+    key = dependency_key("python", "3.11", files)
+
+    assert key == dependency_key("python", "3.11", dict(files))
+    assert key != dependency_key("python", "3.11", {"requirements.txt": b"six==1.16.0\n"})
+    assert key != dependency_key("python", "3.12", files)
+    assert key != dependency_key("go", "3.11", files)
+    # A name/content boundary cannot be shifted to forge another file set's key.
+    assert dependency_key("x", "v", {"ab": b"c"}) != dependency_key("x", "v", {"a": b"bc"})
+
+
+def test_changed_files_lists_added_removed_and_modified() -> None:
+    base = {"go.mod": b"a", "go.sum": b"b", "go.work": b"c"}
+    patched = {"go.mod": b"a", "go.sum": b"B", "go.work.sum": b"d"}
+
+    assert changed_files(base, patched) == ["go.sum", "go.work", "go.work.sum"]
+    assert changed_files(base, dict(base)) == []
+
+
+def test_environment_links_replace_what_the_workspace_had(tmp_path: Path) -> None:
+    entry = tmp_path / "entry"
+    (entry / "home").mkdir(parents=True)
+    (entry / "node_modules" / "is-number").mkdir(parents=True)
+    workdir = tmp_path / "work"
+    (workdir / "node_modules").mkdir(parents=True)
+    (workdir / ENV_DIR).write_text("planted by a patch")
+
+    Environment(key="k", entry=entry, kept=("node_modules",)).link_into(workdir)
+
+    assert (workdir / ENV_DIR).resolve() == entry / "home"
+    assert (workdir / "node_modules" / "is-number").is_dir()
+    assert Environment(key="k").home(WORKSPACE) is None
+    assert Environment(key="k", entry=entry).readonly_paths() == (entry,)
+
+
+def test_workspace_path_and_read_only_binds_follow_the_sandbox(tmp_path: Path) -> None:
+    process = ProcessSandbox()
+
+    assert workspace_path(process, tmp_path) == str(tmp_path)
+    assert with_readonly(process, [tmp_path]) is process
+    no_cgroups = CgroupSupport(memory=None, pids=None, kill_parent=None)
+    bwrap = BwrapSandbox(readonly_paths=[], cgroup_support=no_cgroups, bwrap="true")
+    assert workspace_path(bwrap, tmp_path) == WORKSPACE
+    bound = with_readonly(bwrap, [tmp_path])
+    assert isinstance(bound, BwrapSandbox)
+    assert bound.describe()["readonly_paths"] == [str(tmp_path)]
+    assert bound.network == bwrap.network
