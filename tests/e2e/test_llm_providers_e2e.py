@@ -1,0 +1,141 @@
+"""Whole features through the HTTP API with LLM_PROVIDER=anthropic and =openai, each against a local server
+speaking the provider's wire format (the official SDK over real HTTP), on a real git origin, to a delivered
+branch."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service_feature.worker.llm.base import Usage
+from service_feature.worker.llm.pricing import cost_usd
+from tests.support.llm_servers import (
+    AnthropicWireServer,
+    Call,
+    OpenAIWireServer,
+    RecordedRequest,
+    ScriptedResponse,
+    anthropic_tool_use,
+    openai_tool_calls,
+    validate_anthropic_request,
+    validate_openai_request,
+)
+from tests.support.platform import FINAL, GREETING, GREETING_TEST, feature_request, running_platform, wait_for
+
+CALCULATOR_IN_MAP = "src/demo_app/calculator.py\n  def add(left: int, right: int) -> int"
+CALLS = [
+    [Call("list_files", {"path": "."})],
+    [
+        Call("write_file", {"path": "src/demo_app/greeting.py", "content": GREETING}),
+        Call("write_file", {"path": "tests/test_greeting.py", "content": GREETING_TEST}),
+    ],
+    [Call("finish", {"summary": "added greet()"})],
+]
+
+
+@dataclass(frozen=True)
+class Wire:
+    """One provider's side of the test: its server, how it scripts a turn, what its requests look like."""
+
+    kind: str
+    server: type[AnthropicWireServer] | type[OpenAIWireServer]
+    respond: Callable[[list[Call]], ScriptedResponse]
+    usage: Usage  # what each scripted turn reports, in our terms
+    validate: Callable[[Any], str | None]
+    system: Callable[[dict[str, Any]], str]
+    prefix: Callable[[dict[str, Any]], Any]  # the part of a request that must not change between turns
+
+
+ANTHROPIC = Wire(
+    kind="anthropic",
+    server=AnthropicWireServer,
+    respond=lambda calls: anthropic_tool_use(
+        *calls,
+        usage={"input_tokens": 200, "cache_read_input_tokens": 1500, "output_tokens": 40},
+    ),
+    usage=Usage(input_tokens=1700, output_tokens=40, cached_input_tokens=1500),
+    validate=validate_anthropic_request,
+    system=lambda body: str(body["system"][0]["text"]),
+    prefix=lambda body: (body["system"], body["tools"]),
+)
+OPENAI = Wire(
+    kind="openai",
+    server=OpenAIWireServer,
+    respond=lambda calls: openai_tool_calls(
+        *calls,
+        usage={
+            "prompt_tokens": 1700,
+            "completion_tokens": 40,
+            "prompt_tokens_details": {"cached_tokens": 1024},
+        },
+    ),
+    usage=Usage(input_tokens=1700, output_tokens=40, cached_input_tokens=1024),
+    validate=validate_openai_request,
+    system=lambda body: str(body["messages"][0]["content"]),
+    prefix=lambda body: (body["messages"][0], body["tools"]),
+)
+
+
+def _env(wire: Wire, server: AnthropicWireServer | OpenAIWireServer, api_key: str) -> dict[str, str]:
+    prefix = wire.kind.upper()
+    return {"LLM_PROVIDER": wire.kind, f"{prefix}_API_KEY": api_key, f"{prefix}_BASE_URL": server.base_url}
+
+
+@pytest.mark.parametrize("wire", [ANTHROPIC, OPENAI], ids=lambda wire: wire.kind)
+async def test_a_feature_is_built_by_the_provider_over_its_wire_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, origin: Path, scripts: Path, wire: Wire
+) -> None:
+    with wire.server([wire.respond(calls) for calls in CALLS]) as server:
+        env = _env(wire, server, server.api_key)
+        async with running_platform(tmp_path, monkeypatch, scripts, **env) as api:
+            await api.post("/api/v1/features", json=feature_request(origin, "llm1"))
+            feature = await wait_for(api, "llm1", FINAL)
+            transcript = (await api.get("/api/v1/features/llm1/transcript")).json()["entries"]
+        requests: list[RecordedRequest] = list(server.requests)
+
+    assert feature["status"] == "delivered", feature["failure_reason"]
+    assert feature["delivered_branch"] == "feature/llm1"
+
+    assert len(requests) == 3
+    assert [wire.validate(request.body) for request in requests] == [None, None, None]
+    system = wire.system(requests[0].body)
+    assert "<repository_map>" in system
+    assert CALCULATOR_IN_MAP in system
+    assert len({repr(wire.prefix(request.body)) for request in requests}) == 1  # cacheable prefix
+    if wire is ANTHROPIC:
+        for request in requests:
+            body = request.body
+            assert body["system"][-1]["cache_control"] == {"type": "ephemeral"}
+            assert body["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+            assert body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+
+    models = [entry["content"] for entry in transcript if entry["kind"] == "model"]
+    tools = [entry["content"] for entry in transcript if entry["kind"] == "tool"]
+    assert len(models) == 3
+    assert [tool["name"] for tool in tools] == ["list_files", "write_file", "write_file", "finish"]
+    assert "src/demo_app/calculator.py" in tools[0]["result"]
+    model = models[0]["model"]
+    per_call = cost_usd(model, wire.usage)
+    assert per_call > 0
+    assert [entry["cost_usd"] for entry in models] == [pytest.approx(per_call)] * 3
+    assert feature["input_tokens"] == 3 * wire.usage.input_tokens
+    assert feature["output_tokens"] == 3 * wire.usage.output_tokens
+    assert feature["cached_input_tokens"] == 3 * wire.usage.cached_input_tokens
+    assert feature["cost_usd"] == pytest.approx(3 * per_call, abs=1e-6)  # the API rounds to 6 places
+
+
+@pytest.mark.parametrize("wire", [ANTHROPIC, OPENAI], ids=lambda wire: wire.kind)
+async def test_a_bad_api_key_fails_the_feature_with_authentication_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, origin: Path, scripts: Path, wire: Wire
+) -> None:
+    with wire.server([wire.respond(calls) for calls in CALLS]) as server:
+        env = _env(wire, server, "not-the-key")
+        async with running_platform(tmp_path, monkeypatch, scripts, **env) as api:
+            await api.post("/api/v1/features", json=feature_request(origin, "badkey"))
+            feature = await wait_for(api, "badkey", FINAL)
+        remaining = server.remaining
+    assert feature["status"] == "failed"
+    assert f"{wire.kind}: authentication failed (HTTP 401)" in feature["failure_reason"]
+    assert remaining == len(CALLS)  # nothing was answered
