@@ -20,7 +20,7 @@ from rich.console import Console
 
 from service_feature.bus.embedded import free_port
 from service_feature.config import CommonSettings
-from service_feature.follow import follow_feature, print_outcome
+from service_feature.follow import api_key_headers, follow_feature, print_outcome
 from service_feature.logs import configure_logging
 
 _GIT_IDENTITY = {
@@ -80,13 +80,15 @@ async def _demo(request: dict[str, object], origin: Path, port: int, console: Co
     console.print(f"repository: {origin}")
     await platform.start()
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        key_file = platform.settings.admin_key_file  # this platform's own key, whatever SF_API_KEY says
+        headers = api_key_headers(key_file.read_text().strip(), key_file)
+        async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as client:
             response = await client.post("/api/v1/features", json=request)
         response.raise_for_status()
         execution_id = response.json()["execution_id"]
         console.print(f"submitted [bold]{execution_id}[/]: {request['specification']['title']}")  # type: ignore[index]
-        feature = await follow_feature(url, execution_id, console)
-        await asyncio.to_thread(print_outcome, url, feature, console)
+        feature = await follow_feature(url, execution_id, console, headers)
+        await asyncio.to_thread(print_outcome, url, feature, console, headers)
     finally:
         await platform.stop()
     if feature["status"] != "delivered":

@@ -1,8 +1,11 @@
-"""Following a feature from the command line: each status change as it happens, then the outcome."""
+"""Following a feature from the command line: each status change as it happens, then the outcome.
+Requests carry the caller's API key (see `api_key_headers`)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,12 +16,21 @@ from rich.table import Table
 FINAL_STATUSES = frozenset({"delivered", "failed", "rejected", "cancelled", "awaiting_approval"})
 
 
+def api_key_headers(explicit: str | None, key_file: Path) -> dict[str, str]:
+    """`Authorization` for a local client: `--api-key`, else SF_API_KEY, else the key file the embedded
+    `up` wrote (SF_DATA_DIR/admin.key); no header when there is none (the gateway will say 401)."""
+    key = explicit or os.environ.get("SF_API_KEY")
+    if not key and key_file.is_file():
+        key = key_file.read_text().strip()
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 async def follow_feature(
-    url: str, execution_id: str, console: Console, *, timeout: float = 900.0
+    url: str, execution_id: str, console: Console, headers: dict[str, str], *, timeout: float = 900.0
 ) -> dict[str, Any]:
     """Print the feature's events as they are appended; return the feature once it stops moving."""
     seen = 0
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as client:
         with console.status(f"following {execution_id}…") as spinner:
             async with asyncio.timeout(timeout):
                 while True:
@@ -50,9 +62,9 @@ def _event_line(event: dict[str, Any]) -> str:
     return f"[dim]{time}[/] [bold cyan]{event['status']:<18}[/] {event['type']}{extra}"
 
 
-def print_outcome(url: str, feature: dict[str, Any], console: Console) -> None:
+def print_outcome(url: str, feature: dict[str, Any], console: Console, headers: dict[str, str]) -> None:
     execution_id = feature["execution_id"]
-    patch = httpx.get(f"{url}/api/v1/features/{execution_id}/patch", timeout=30)
+    patch = httpx.get(f"{url}/api/v1/features/{execution_id}/patch", timeout=30, headers=headers)
     if patch.status_code == 200:
         console.rule("diff")
         console.print(Syntax(patch.text, "diff", word_wrap=True))

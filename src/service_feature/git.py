@@ -3,8 +3,12 @@
 Shared by the worker (checkout, diff, delivery) and by the executor and reviewer (each materialises
 base commit + patch in a worktree of its own, so no service needs another's disk).
 
-Every command runs with hooks disabled, no terminal prompt, a protocol allow-list and a timeout: the
-repository URL comes from a requester and the repository content from anyone.
+Every command runs with hooks disabled, no terminal prompt, a protocol allow-list, no submodules, no HTTP
+redirects and a timeout: the repository URL comes from a requester and the repository content from anyone.
+A remote host is resolved and refused when it points inside the network (loopback, private, link-local,
+cloud metadata) unless REPOSITORY_ALLOWLIST names it; HTTPS fetches are pinned to the addresses checked,
+so a DNS answer that changes between check and clone (rebinding) cannot redirect them. Push credentials
+never touch disk: a credential helper hands git the token from the environment of the push alone.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import fnmatch
 import hashlib
+import ipaddress
 import os
 import shutil
+import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,17 +46,23 @@ class RepositoryRefused(ValueError):
     """The repository URL is not one this deployment may fetch."""
 
 
-def check_repository_url(url: str, *, allow_local: bool) -> str:
-    """Refuse URLs git should not fetch here. Pure: no network; returns the URL to use."""
+def check_repository_url(url: str, *, allow_local: bool, allowlist: Sequence[str] = ()) -> str:
+    """Refuse URLs git should not fetch here. Pure: no network; returns the URL to use.
+
+    `allowlist`: host patterns (`github.com`, `*.corp.example`); when given, remote hosts must match one."""
     if url.startswith("-"):
         raise RepositoryRefused("repository_url must not start with '-'")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    scp_like = not scheme and ":" in url and not url.startswith(("/", ".")) and "@" in url.split(":", 1)[0]
-    if scheme in _REMOTE_SCHEMES or scp_like:
-        if parts.password:
-            raise RepositoryRefused("repository_url must not embed credentials")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in url):
+        raise RepositoryRefused("repository_url must not contain control characters")
+    remote = _remote(url)
+    if remote is not None:
+        host, _ = remote
+        if not host or host.startswith("-"):
+            raise RepositoryRefused("repository_url names no valid host")
+        if allowlist and not _allowed(host, allowlist):
+            raise RepositoryRefused(f"repository host '{host}' is not in REPOSITORY_ALLOWLIST")
         return url
+    scheme = urlsplit(url).scheme.lower()
     if scheme in _LOCAL_SCHEMES or not scheme:
         if not allow_local:
             raise RepositoryRefused(
@@ -57,6 +70,83 @@ def check_repository_url(url: str, *, allow_local: bool) -> str:
             )
         return url
     raise RepositoryRefused(f"repository_url scheme '{scheme}' is not allowed; use https or ssh")
+
+
+def check_no_credentials(url: str) -> str:
+    """Refuse a URL with credentials in it: a password, or any user but ssh's (an https user is a token).
+    FeatureRequest applies it, so such a URL is never stored, logged or passed to git, whatever the path."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise RepositoryRefused("repository_url is not a valid URL") from None
+    if parts.password is not None or (parts.scheme.lower() != "ssh" and parts.username is not None):
+        raise RepositoryRefused("repository_url must not embed credentials")
+    return url
+
+
+def _remote(url: str) -> tuple[str, int] | None:
+    """(host, port) of an https, ssh or scp-like (`git@host:path`) URL; None for anything else."""
+    check_no_credentials(url)
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in _REMOTE_SCHEMES:
+        try:
+            port = parts.port
+        except ValueError:
+            raise RepositoryRefused("repository_url has an invalid port") from None
+        return (parts.hostname or "", port or (443 if scheme == "https" else 22))
+    head = url.split(":", 1)[0]
+    if not scheme and ":" in url and not url.startswith(("/", ".")) and "@" in head:
+        return (head.rsplit("@", 1)[1].strip("[]").lower(), 22)
+    return None
+
+
+def _allowed(host: str, allowlist: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(host.lower(), pattern.lower()) for pattern in allowlist)
+
+
+_METADATA = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
+
+
+def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not address.is_global or address.is_multicast
+
+
+async def check_repository_host(url: str, *, allowlist: Sequence[str] = ()) -> tuple[str, ...]:
+    """Resolve a remote URL's host and refuse it when any address is internal (loopback, private,
+    link-local, reserved) unless the allow-list names the host; cloud metadata addresses are refused
+    always. Returns the addresses checked (empty for a local repository), for pinning."""
+    remote = _remote(url)
+    if remote is None:
+        return ()
+    host, port = remote
+    try:
+        async with asyncio.timeout(10):
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError):
+        raise RepositoryRefused(f"repository host '{host}' cannot be resolved") from None
+    addresses = tuple(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
+    trusted = bool(allowlist) and _allowed(host, allowlist)
+    for text in addresses:
+        address = ipaddress.ip_address(text)
+        if address in _METADATA or (not trusted and _internal(address)):
+            raise RepositoryRefused(
+                f"repository host '{host}' resolves to an internal address ({text}); "
+                "name it in REPOSITORY_ALLOWLIST to allow it"
+            )
+    return addresses
+
+
+def _pinned(url: str, addresses: Sequence[str]) -> list[str]:
+    """`-c http.curloptResolve=…` so an https fetch connects to the addresses checked, not a new answer."""
+    remote = _remote(url)
+    if not addresses or remote is None or not url.lower().startswith("https:"):
+        return []
+    host, port = remote
+    listed = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
+    return ["-c", f"http.curloptResolve={host}:{port}:{listed}"]
 
 
 def _protocols(allow_local: bool) -> list[str]:
@@ -75,11 +165,28 @@ class Author:
 
 
 class Git:
-    def __init__(self, root: Path, *, timeout: float = 300.0, allow_local: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        timeout: float = 300.0,
+        allow_local: bool = False,
+        allowlist: Sequence[str] = (),
+        max_repository_mb: int | None = None,
+        clone_depth: int | None = None,
+    ) -> None:
         self.root = root
         self.timeout = timeout
         self.allow_local = allow_local
+        self.allowlist = tuple(allowlist)
+        self.max_repository_mb = max_repository_mb
+        self.clone_depth = clone_depth
         self._hooks = root / ".empty-hooks"
+
+    async def _vet(self, url: str) -> list[str]:
+        """Check the URL and (again, right before git connects) its host; the pinning arguments."""
+        url = check_repository_url(url, allow_local=self.allow_local, allowlist=self.allowlist)
+        return _pinned(url, await check_repository_host(url, allowlist=self.allowlist))
 
     async def run(
         self,
@@ -87,7 +194,9 @@ class Git:
         cwd: Path | None = None,
         stdin: bytes | None = None,
         env: Mapping[str, str] | None = None,
+        options: Sequence[str] = (),
     ) -> str:
+        """Run `git <options> <args>`; `options` are extra `-c` settings for this command alone."""
         self._hooks.mkdir(parents=True, exist_ok=True)
         argv = [
             "git",
@@ -95,7 +204,14 @@ class Git:
             f"core.hooksPath={self._hooks}",
             "-c",
             "submodule.recurse=false",
+            "-c",
+            "http.followRedirects=false",
+            "-c",
+            "transfer.fsckObjects=true",
+            "-c",
+            "credential.helper=",
             *_protocols(self.allow_local),
+            *options,
             *args,
         ]
         process = await asyncio.create_subprocess_exec(
@@ -142,20 +258,51 @@ class Git:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     async def mirror(self, url: str) -> Path:
-        """Clone a bare mirror on first use, fetch into it afterwards; returns its path."""
-        url = check_repository_url(url, allow_local=self.allow_local)
+        """Clone a bare mirror on first use, fetch into it afterwards; returns its path. A mirror larger
+        than `max_repository_mb` is deleted and refused."""
+        pin = await self._vet(url)
+        depth = [f"--depth={self.clone_depth}"] if self.clone_depth else []
         path = self.mirror_path(url)
         async with self._locked(path):
             if (path / "HEAD").exists():
                 await self.run(
-                    "--git-dir", str(path), "fetch", "--prune", "--no-recurse-submodules", "origin"
+                    "--git-dir",
+                    str(path),
+                    "fetch",
+                    "--prune",
+                    "--no-recurse-submodules",
+                    *depth,
+                    "origin",
+                    options=pin,
                 )
+                await self._check_size(path)
             else:
                 partial = path.with_suffix(".partial")
                 shutil.rmtree(partial, ignore_errors=True)
-                await self.run("clone", "--mirror", "--no-recurse-submodules", "--", url, str(partial))
+                await self.run(
+                    "clone",
+                    "--mirror",
+                    "--no-recurse-submodules",
+                    *depth,
+                    "--",
+                    url,
+                    str(partial),
+                    options=pin,
+                )
+                await self._check_size(partial)
                 partial.rename(path)
         return path
+
+    async def _check_size(self, path: Path) -> None:
+        if self.max_repository_mb is None:
+            return
+        size = await asyncio.to_thread(_disk_usage, path)
+        if size > self.max_repository_mb * 1024 * 1024:
+            await asyncio.to_thread(shutil.rmtree, path, True)
+            raise RepositoryRefused(
+                f"repository is {size / 1024 / 1024:.0f} MB, over the limit of {self.max_repository_mb} MB "
+                "(SF_MAX_REPOSITORY_MB)"
+            )
 
     async def resolve_branch(self, mirror: Path, branch: str) -> str:
         try:
@@ -208,6 +355,11 @@ class Git:
         out = await self.run("diff", "--cached", "--name-only", "-z", base, cwd=worktree)
         return [name for name in out.split("\0") if name]
 
+    async def symlinks(self, worktree: Path, commit: str) -> list[str]:
+        """The paths that are symbolic links in `commit`'s tree."""
+        out = await self.run("ls-tree", "-r", "-z", "--full-tree", commit, cwd=worktree)
+        return [entry.split("\t", 1)[1] for entry in out.split("\0") if entry.startswith("120000 ")]
+
     # -- delivery --------------------------------------------------------------------------------------
 
     async def commit(self, worktree: Path, message: str, author: Author, timestamp: str) -> str:
@@ -235,11 +387,48 @@ class Git:
         return (await self.run("rev-parse", "HEAD", cwd=worktree)).strip()
 
     async def push(self, worktree: Path, url: str, commit: str, branch: str) -> None:
-        url = check_repository_url(url, allow_local=self.allow_local)
+        pin = await self._vet(url)
         await self.run(
-            "push", "--no-verify", "--porcelain", "--", url, f"{commit}:refs/heads/{branch}", cwd=worktree
+            "push",
+            "--no-verify",
+            "--porcelain",
+            "--",
+            url,
+            f"{commit}:refs/heads/{branch}",
+            cwd=worktree,
+            env=_push_credentials(),
+            options=[*pin, *_CREDENTIAL_HELPER],
         )
 
     async def remote_branch_commit(self, url: str, branch: str) -> str | None:
-        out = await self.run("ls-remote", "--", url, f"refs/heads/{branch}")
+        pin = await self._vet(url)
+        out = await self.run(
+            "ls-remote",
+            "--",
+            url,
+            f"refs/heads/{branch}",
+            env=_push_credentials(),
+            options=[*pin, *_CREDENTIAL_HELPER],
+        )
         return out.split()[0] if out.strip() else None
+
+
+# The token lives in the worker's environment (GIT_PUSH_TOKEN) and reaches only the push's git process,
+# through this helper: it is never written to a config, a remote URL, the workspace or a log. The helper
+# is a shell function given on the command line, so it holds no secret itself.
+_CREDENTIAL_HELPER = (
+    "-c",
+    'credential.helper=!f() { test "$1" = get && test -n "$SF_PUSH_TOKEN" && '
+    'printf "username=%s\\npassword=%s\\n" "$SF_PUSH_USERNAME" "$SF_PUSH_TOKEN"; }; f',
+)
+
+
+def _push_credentials() -> dict[str, str]:
+    token = os.environ.get("GIT_PUSH_TOKEN", "")
+    if not token:
+        return {}
+    return {"SF_PUSH_TOKEN": token, "SF_PUSH_USERNAME": os.environ.get("GIT_PUSH_USERNAME", "x-access-token")}
+
+
+def _disk_usage(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())

@@ -12,10 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service_feature.auth import generate_key
 from service_feature.bus.embedded import free_port
 from tests.support.platform import FINAL, feature_request, greeting_turns, write_script
 
 pytestmark = pytest.mark.xdist_group("crash")
+ADMIN_KEY = generate_key()
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def _start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -42,7 +45,7 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60)
 
 
 def _status(url: str, execution_id: str) -> str:
-    return str(httpx.get(f"{url}/api/v1/features/{execution_id}", timeout=5).json()["status"])
+    return str(httpx.get(f"{url}/api/v1/features/{execution_id}", timeout=5, headers=AUTH).json()["status"])
 
 
 def test_sigkill_while_testing_then_restart_delivers_everything_exactly_once(
@@ -56,6 +59,7 @@ def test_sigkill_while_testing_then_restart_delivers_everything_exactly_once(
         "LLM_PROVIDER": "scripted",
         "LLM_SCRIPT": str(scripts),
         "SF_ACK_WAIT_SECONDS": "2",
+        "SF_ADMIN_KEY": ADMIN_KEY,
     }
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -66,7 +70,7 @@ def test_sigkill_while_testing_then_restart_delivers_everything_exactly_once(
         slow = feature_request(
             origin, "slow", test_command="sleep 4; python -m pytest -q -p no:cacheprovider"
         )
-        assert httpx.post(f"{url}/api/v1/features", json=slow, timeout=10).status_code == 202
+        assert httpx.post(f"{url}/api/v1/features", json=slow, timeout=10, headers=AUTH).status_code == 202
         deadline = time.monotonic() + 60
         while _status(url, "slow") != "testing":
             assert time.monotonic() < deadline, "the feature never reached testing"
@@ -74,7 +78,7 @@ def test_sigkill_while_testing_then_restart_delivers_everything_exactly_once(
         others = [f"after{n}" for n in range(3)]
         for execution_id in others:
             response = httpx.post(
-                f"{url}/api/v1/features", json=feature_request(origin, execution_id), timeout=10
+                f"{url}/api/v1/features", json=feature_request(origin, execution_id), timeout=10, headers=AUTH
             )
             assert response.status_code == 202
         first.send_signal(signal.SIGKILL)
@@ -94,10 +98,14 @@ def test_sigkill_while_testing_then_restart_delivers_everything_exactly_once(
                     f"{execution_id} stuck in {status}; log: {log.read_text()[-3000:]}"
                 )
                 time.sleep(0.2)
-            features[execution_id] = httpx.get(f"{url}/api/v1/features/{execution_id}", timeout=5).json()
+            features[execution_id] = httpx.get(
+                f"{url}/api/v1/features/{execution_id}", timeout=5, headers=AUTH
+            ).json()
         for execution_id, feature in features.items():
             assert feature["status"] == "delivered", (execution_id, feature["failure_reason"])
-            events = httpx.get(f"{url}/api/v1/features/{execution_id}/events", timeout=5).json()["events"]
+            events = httpx.get(
+                f"{url}/api/v1/features/{execution_id}/events", timeout=5, headers=AUTH
+            ).json()["events"]
             counts = Counter(event["type"] for event in events)
             assert counts["status.delivered"] == 1
             assert counts["feature.accepted"] == 1
@@ -109,7 +117,9 @@ def test_sigkill_while_testing_then_restart_delivers_everything_exactly_once(
                 check=True,
             ).stdout.strip()
             assert commits == "1"
-        slow_events = httpx.get(f"{url}/api/v1/features/slow/events", timeout=5).json()["events"]
+        slow_events = httpx.get(f"{url}/api/v1/features/slow/events", timeout=5, headers=AUTH).json()[
+            "events"
+        ]
         assert sum(1 for e in slow_events if e["type"] == "tests.completed") == 1
     finally:
         second.send_signal(signal.SIGTERM)

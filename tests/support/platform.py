@@ -1,18 +1,20 @@
 """Helpers to run the real platform in a test: a throwaway origin repository, a scripted agent, the
-embedded platform in-process (private nats-server, SQLite or a PostgreSQL database of its own)."""
+embedded platform in-process (private nats-server, SQLite or a PostgreSQL database of its own), and an
+HTTP client that sends an admin API key (`client_as` makes clients of other roles)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from service_feature.auth import Role, generate_key, issue_key
 from service_feature.bus.embedded import free_port
 from service_feature.config import CommonSettings
 from service_feature.demo import create_origin
@@ -76,16 +78,42 @@ def origin(tmp_path: Path) -> Path:
     return create_origin(EXAMPLES / "demo-repo", tmp_path / "origin")
 
 
+class KeyClient(httpx.AsyncClient):
+    """An HTTP client that sends one API key; `key_id` names the key (as in `submitted_by`)."""
+
+    def __init__(self, base_url: str, key: str, key_id: str | None) -> None:
+        super().__init__(base_url=base_url, timeout=30, headers={"Authorization": f"Bearer {key}"})
+        self.key = key
+        self.key_id = key_id
+
+
+class PlatformClient(KeyClient):
+    """The admin's client of a running platform; `client_as` makes clients with keys of other roles."""
+
+    def __init__(self, platform: Platform, stack: AsyncExitStack, base_url: str, admin_key: str) -> None:
+        super().__init__(base_url, admin_key, None)
+        self.platform = platform
+        self._stack = stack
+
+    async def client_as(self, role: Role, name: str = "test") -> KeyClient:
+        assert self.platform.database is not None
+        issued = await issue_key(self.platform.database, name=name, role=role)
+        client = KeyClient(str(self.base_url), issued.secret, issued.id)
+        return await self._stack.enter_async_context(client)
+
+
 @asynccontextmanager
 async def running_platform(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripts: Path, **env: str
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> AsyncIterator[PlatformClient]:
+    admin_key = generate_key()
     settings = {
         "SF_DATA_DIR": str(tmp_path / "data"),
         "ALLOW_LOCAL_REPOSITORIES": "true",
         "LLM_PROVIDER": "scripted",
         "LLM_SCRIPT": str(scripts),
         "SF_ACK_WAIT_SECONDS": "5",
+        "SF_ADMIN_KEY": admin_key,
         **env,
     }
     for key, value in settings.items():
@@ -94,7 +122,8 @@ async def running_platform(
     platform = Platform(port=port, settings=CommonSettings())
     await platform.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        url = f"http://127.0.0.1:{port}"
+        async with AsyncExitStack() as stack, PlatformClient(platform, stack, url, admin_key) as client:
             yield client
     finally:
         await platform.stop()

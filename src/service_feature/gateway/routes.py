@@ -1,20 +1,32 @@
 """The feature API: submit, list, inspect. Writes go through the outbox, so an accepted request is on the
-bus as surely as it is in the database."""
+bus as surely as it is in the database.
 
-from __future__ import annotations
+Every route needs an API key (service_feature.auth). A `submitter` key submits and sees only the features
+it submitted (another's is a 404, not a 403: its existence is not revealed); `reader` keys see every
+feature; `admin` keys may do everything. Submissions are limited per key: a rate (429 with Retry-After), a
+number of features not yet ended (429), and a body size (413, for every route).
+"""
 
+# No `from __future__ import annotations` here: FastAPI must evaluate the parameter annotations, and some
+# refer to this module's closures (the page size limit) that string annotations cannot see.
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.responses import PlainTextResponse
+from sqlalchemy.orm.exc import StaleDataError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
+from service_feature.auth import Authenticator, Principal, Role
 from service_feature.config import GatewaySettings
+from service_feature.gateway.limits import body_limited_route
 from service_feature.gateway.schemas import EventOut, EventsOut, FeatureOut, FeaturePage
-from service_feature.git import RepositoryRefused, check_repository_url
+from service_feature.git import RepositoryRefused, check_repository_host, check_repository_url
 from service_feature.lifecycle import FeatureStatus
 from service_feature.models import ExecutionId, FeatureRequest
+from service_feature.ratelimit import RateLimiter
 from service_feature.store.database import Database
 from service_feature.store.features import (
+    count_open_features,
     create_feature,
     events_of,
     find_feature,
@@ -32,32 +44,72 @@ def _not_found(execution_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"feature '{execution_id}' not found")
 
 
-def feature_router(settings: GatewaySettings, database: Database, relay: OutboxRelay) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/features", tags=["features"])
+def _visible(feature: Feature | None, principal: Principal) -> bool:
+    return feature is not None and (principal.sees_all_features or feature.submitted_by == principal.key_id)
 
-    async def load(execution_id: str) -> Feature:
+
+def feature_router(settings: GatewaySettings, database: Database, relay: OutboxRelay) -> APIRouter:
+    router = APIRouter(
+        prefix="/api/v1/features", tags=["features"], route_class=body_limited_route(settings.max_body_bytes)
+    )
+    auth = Authenticator(database)
+    anyone = Depends(auth.require(Role.submitter, Role.reader))
+    submitter = Depends(auth.require(Role.submitter))
+    submissions = RateLimiter("submit", settings.submit_rate_per_minute, settings.redis_url)
+    allowlist = settings.repository_hosts
+
+    async def load(execution_id: str, principal: Principal) -> Feature:
         async with database.transaction() as session:
             feature = await find_feature(session, execution_id)
-        if feature is None:
+        if feature is None or not _visible(feature, principal):
             raise _not_found(execution_id)
         return feature
 
-    @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=FeatureOut)
-    async def submit_feature(request: FeatureRequest, response: Response) -> FeatureOut:
+    def refuse_url(error: RepositoryRefused) -> HTTPException:
+        return HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[{"loc": ["body", "repository_url"], "msg": str(error), "type": "value_error"}],
+        )
+
+    @router.post(
+        "",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=FeatureOut,
+        responses={413: {"description": "body too large"}, 429: {"description": "rate or queue limit"}},
+    )
+    async def submit_feature(
+        request: FeatureRequest, response: Response, principal: Principal = submitter
+    ) -> FeatureOut:
         """Accept a feature request. Submitting the same `execution_id` again returns the existing feature."""
-        try:
-            check_repository_url(request.repository_url, allow_local=settings.allow_local_repositories)
-        except RepositoryRefused as error:
+        if (wait := await submissions.hit(principal.key_id)) is not None:
             raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                detail=[{"loc": ["body", "repository_url"], "msg": str(error), "type": "value_error"}],
-            ) from None
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                detail=f"over {settings.submit_rate_per_minute} submissions a minute for this key",
+                headers={"Retry-After": str(wait)},
+            )
+        try:
+            url = check_repository_url(
+                request.repository_url, allow_local=settings.allow_local_repositories, allowlist=allowlist
+            )
+            await check_repository_host(url, allowlist=allowlist)
+        except RepositoryRefused as error:
+            raise refuse_url(error) from None
         async with database.transaction() as session:
             existing = await find_feature(session, request.execution_id)
             if existing is None:
-                feature = await create_feature(session, request)
+                queued = await count_open_features(session, principal.key_id)
+                if queued >= settings.max_queued_per_key:
+                    raise HTTPException(
+                        status.HTTP_429_TOO_MANY_REQUESTS,
+                        detail=f"this key has {queued} features not yet ended, the most allowed "
+                        "(SF_MAX_QUEUED_PER_KEY); wait for one to end or cancel one",
+                    )
+                feature = await create_feature(session, request, submitted_by=principal.key_id)
         if existing is not None:
-            if FeatureRequest.model_validate(existing.request) != request:
+            if (
+                not _visible(existing, principal)
+                or FeatureRequest.model_validate(existing.request) != request
+            ):
                 raise HTTPException(
                     status.HTTP_409_CONFLICT,
                     detail=f"execution_id '{request.execution_id}' already names a different request",
@@ -69,31 +121,36 @@ def feature_router(settings: GatewaySettings, database: Database, relay: OutboxR
 
     @router.get("", response_model=FeaturePage)
     async def list_all(
+        principal: Principal = anyone,
         status_filter: Annotated[FeatureStatus | None, Query(alias="status")] = None,
         limit: Annotated[int, Query(ge=1, le=settings.max_page_size)] = 20,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     ) -> FeaturePage:
+        """Newest first; a submitter key lists only its own features."""
+        own = None if principal.sees_all_features else principal.key_id
         async with database.transaction() as session:
-            rows, total = await list_features(session, status=status_filter, limit=limit, offset=offset)
+            rows, total = await list_features(
+                session, status=status_filter, limit=limit, offset=offset, submitted_by=own
+            )
         return FeaturePage(
             items=[FeatureOut.of(row) for row in rows], total=total, limit=limit, offset=offset
         )
 
     @router.get("/{execution_id}", response_model=FeatureOut)
-    async def get_one(execution_id: ExecutionId) -> FeatureOut:
-        return FeatureOut.of(await load(execution_id))
+    async def get_one(execution_id: ExecutionId, principal: Principal = anyone) -> FeatureOut:
+        return FeatureOut.of(await load(execution_id, principal))
 
     @router.get("/{execution_id}/events", response_model=EventsOut)
-    async def get_events(execution_id: ExecutionId) -> EventsOut:
-        await load(execution_id)
+    async def get_events(execution_id: ExecutionId, principal: Principal = anyone) -> EventsOut:
+        await load(execution_id, principal)
         async with database.transaction() as session:
             events = await events_of(session, execution_id)
         return EventsOut(execution_id=execution_id, events=[EventOut.of(event) for event in events])
 
     @router.get("/{execution_id}/patch", response_class=PlainTextResponse)
-    async def get_patch(execution_id: ExecutionId) -> PlainTextResponse:
+    async def get_patch(execution_id: ExecutionId, principal: Principal = anyone) -> PlainTextResponse:
         """The unified diff of the latest attempt."""
-        await load(execution_id)
+        await load(execution_id, principal)
         async with database.transaction() as session:
             patch = await latest_patch(session, execution_id)
         if patch is None:
@@ -103,8 +160,8 @@ def feature_router(settings: GatewaySettings, database: Database, relay: OutboxR
         return PlainTextResponse(patch.diff, media_type="text/x-diff")
 
     @router.get("/{execution_id}/review")
-    async def get_review(execution_id: ExecutionId) -> dict[str, Any]:
-        await load(execution_id)
+    async def get_review(execution_id: ExecutionId, principal: Principal = anyone) -> dict[str, Any]:
+        await load(execution_id, principal)
         async with database.transaction() as session:
             review = await latest_review(session, execution_id)
         if review is None:
@@ -114,8 +171,8 @@ def feature_router(settings: GatewaySettings, database: Database, relay: OutboxR
         return {"execution_id": execution_id, "attempt": review.attempt, **review.result}
 
     @router.get("/{execution_id}/transcript")
-    async def get_transcript(execution_id: ExecutionId) -> dict[str, Any]:
-        await load(execution_id)
+    async def get_transcript(execution_id: ExecutionId, principal: Principal = anyone) -> dict[str, Any]:
+        await load(execution_id, principal)
         async with database.transaction() as session:
             entries = await transcript_of(session, execution_id)
         return {
@@ -132,15 +189,27 @@ def feature_router(settings: GatewaySettings, database: Database, relay: OutboxR
         }
 
     @router.post("/{execution_id}/cancel", response_model=FeatureOut)
-    async def cancel(execution_id: ExecutionId) -> FeatureOut:
-        """Cancel a feature that has not ended; in-flight steps notice and stop at their next commit."""
-        async with database.transaction() as session:
-            feature = await find_feature(session, execution_id)
-            if feature is None:
-                raise _not_found(execution_id)
-            if FeatureStatus(feature.status).is_terminal:
-                raise HTTPException(status.HTTP_409_CONFLICT, detail=f"feature is already {feature.status}")
-            move(session, feature, FeatureStatus.cancelled, reason="cancelled by request")
+    async def cancel(execution_id: ExecutionId, principal: Principal = submitter) -> FeatureOut:
+        """Cancel a feature that has not ended; in-flight steps notice and stop at their next commit.
+        A submitter key cancels its own features; an admin key any."""
+
+        async def cancel_once() -> Feature:
+            async with database.transaction() as session:
+                feature = await find_feature(session, execution_id)
+                if feature is None or not _visible(feature, principal):
+                    raise _not_found(execution_id)
+                if FeatureStatus(feature.status).is_terminal:
+                    raise HTTPException(
+                        status.HTTP_409_CONFLICT, detail=f"feature is already {feature.status}"
+                    )
+                move(session, feature, FeatureStatus.cancelled, reason="cancelled by request")
+            return feature
+
+        # A service may move the feature meanwhile (optimistic locking): read it again and retry.
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(StaleDataError), stop=stop_after_attempt(5), reraise=True
+        )
+        feature: Feature = await retrying(cancel_once)
         relay.wake()
         return FeatureOut.of(feature)
 

@@ -28,6 +28,7 @@ class FeatureOut(BaseModel):
     test_summary: dict[str, Any] | None
     review_summary: dict[str, Any] | None
     failure_reason: str | None
+    submitted_by: str | None
     created_at: datetime
     updated_at: datetime
     request: dict[str, Any]
@@ -52,6 +53,7 @@ class FeatureOut(BaseModel):
             test_summary=feature.test_summary,
             review_summary=feature.review_summary,
             failure_reason=feature.failure_reason,
+            submitted_by=feature.submitted_by,
             created_at=feature.created_at,
             updated_at=feature.updated_at,
             request=feature.request,

@@ -44,11 +44,14 @@ async def find_feature(session: AsyncSession, execution_id: str) -> Feature | No
     return await session.get(Feature, execution_id)
 
 
-async def create_feature(session: AsyncSession, request: FeatureRequest, *, announce: bool = True) -> Feature:
+async def create_feature(
+    session: AsyncSession, request: FeatureRequest, *, announce: bool = True, submitted_by: str | None = None
+) -> Feature:
     """Insert a queued feature and log it; with `announce`, queue its request event in the same transaction
-    (not when the request arrived on the bus already)."""
+    (not when the request arrived on the bus already). `submitted_by`: the API key's id, if any."""
     feature = Feature(
         execution_id=request.execution_id,
+        submitted_by=submitted_by,
         status=FeatureStatus.queued.value,
         request=request.model_dump(mode="json"),
         repository_url=request.repository_url,
@@ -79,18 +82,35 @@ async def create_feature(session: AsyncSession, request: FeatureRequest, *, anno
 
 
 async def list_features(
-    session: AsyncSession, *, status: FeatureStatus | None, limit: int, offset: int
+    session: AsyncSession,
+    *,
+    status: FeatureStatus | None,
+    limit: int,
+    offset: int,
+    submitted_by: str | None = None,
 ) -> tuple[Sequence[Feature], int]:
+    """A page of features, newest first; with `submitted_by`, only that API key's."""
     query = select(Feature)
     counter = select(func.count()).select_from(Feature)
     if status is not None:
         query = query.where(Feature.status == status.value)
         counter = counter.where(Feature.status == status.value)
+    if submitted_by is not None:
+        query = query.where(Feature.submitted_by == submitted_by)
+        counter = counter.where(Feature.submitted_by == submitted_by)
     rows = (
         await session.execute(query.order_by(Feature.created_at.desc()).limit(limit).offset(offset))
     ).scalars()
     total = (await session.execute(counter)).scalar_one()
     return list(rows), int(total)
+
+
+async def count_open_features(session: AsyncSession, submitted_by: str) -> int:
+    """Features of one API key that have not ended (queued or in progress)."""
+    open_statuses = [s.value for s in FeatureStatus if not s.is_terminal]
+    query = select(func.count()).select_from(Feature)
+    query = query.where(Feature.submitted_by == submitted_by, Feature.status.in_(open_statuses))
+    return int((await session.execute(query)).scalar_one())
 
 
 def move(

@@ -1,0 +1,184 @@
+"""API keys and roles: who may call the HTTP API, and as what.
+
+Stable API, for any router that needs a caller's identity:
+
+    auth = Authenticator(database)                 # one per app, over the app's Database
+
+    @router.post("/api/v1/kill-switch")
+    async def engage(principal: Principal = Depends(auth.require(Role.admin))) -> ...:
+        ...                                         # principal.key_id, .name, .role
+
+(or `APIRouter(dependencies=[Depends(auth.require(Role.admin))])` for a whole router). Give the dependency
+as a default value, as here: an `Annotated[...]` alias defined inside a function is invisible to FastAPI
+in a module with `from __future__ import annotations`.
+
+`auth.require(*roles)` is a FastAPI dependency: 401 with `WWW-Authenticate: Bearer` without a valid
+`Authorization: Bearer <key>`, 403 when the key's role is none of `roles`. `Role.admin` satisfies every
+role, so `require(Role.reader)` admits readers and admins. `require()` with no role admits any valid key.
+The principal is cached on the request, so stacking dependencies costs one database read.
+
+Keys are `sf_` + 43 url-safe random characters (256 bits). Only their SHA-256 is stored: a slow hash adds
+nothing for a key of that entropy, and a lookup by digest plus a constant-time comparison keeps the check
+cheap and free of timing leaks. The first characters (`prefix`) are kept in clear to tell keys apart in
+`service-feature apikey list`; the whole key is shown once, when it is created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import structlog
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service_feature.store.apikeys import active_key_by_hash, add_key, key_by_hash, list_keys
+from service_feature.store.database import Database
+
+log = structlog.get_logger(__name__)
+
+KEY_PREFIX = "sf_"
+_PREFIX_LENGTH = 10
+
+
+class Role(StrEnum):
+    submitter = "submitter"  # submit features, read its own
+    reader = "reader"  # read every feature
+    admin = "admin"  # everything: kill switch, approvals, key management
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    name: str
+    role: Role
+
+    def has(self, *roles: Role) -> bool:
+        return self.role is Role.admin or not roles or self.role in roles
+
+    @property
+    def sees_all_features(self) -> bool:
+        return self.role in (Role.reader, Role.admin)
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key just created: the only moment its secret is known."""
+
+    id: str
+    name: str
+    role: Role
+    secret: str
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def issue_key(database: Database, *, name: str, role: Role, secret: str | None = None) -> IssuedKey:
+    """Store a new key (generated unless `secret` is given, e.g. SF_ADMIN_KEY) and return it once."""
+    secret = secret or generate_key()
+    async with database.transaction() as session:
+        row = await add_key(
+            session, name=name, role=role.value, prefix=secret[:_PREFIX_LENGTH], key_hash=hash_key(secret)
+        )
+    return IssuedKey(id=row.id, name=name, role=role, secret=secret)
+
+
+_UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+
+class Authenticator:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sf_…`")
+
+    async def authenticate(
+        self, request: Request, credentials: HTTPAuthorizationCredentials | None
+    ) -> Principal:
+        cached = getattr(request.state, "principal", None)
+        if isinstance(cached, Principal):
+            return cached
+        if credentials is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an API key is required", _UNAUTHORIZED)
+        digest = hash_key(credentials.credentials)
+        async with self.database.transaction() as session:
+            row = await active_key_by_hash(session, digest)
+        if row is None or not hmac.compare_digest(row.key_hash, digest):
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", _UNAUTHORIZED)
+        principal = Principal(key_id=row.id, name=row.name, role=Role(row.role))
+        request.state.principal = principal
+        return principal
+
+    def require(self, *roles: Role) -> Callable[..., Awaitable[Principal]]:
+        """A dependency returning the caller's Principal; 401 without a valid key, 403 for another role."""
+        bearer = Depends(self._bearer)
+
+        async def dependency(
+            request: Request,
+            credentials: HTTPAuthorizationCredentials | None = bearer,
+        ) -> Principal:
+            principal = await self.authenticate(request, credentials)
+            if not principal.has(*roles):
+                raise HTTPException(
+                    status.HTTP_403_FORBIDDEN,
+                    f"this needs the role {' or '.join(roles)}; the key has {principal.role}",
+                )
+            return principal
+
+        return dependency
+
+
+# -- the embedded platform's first admin key ----------------------------------------------------------
+
+
+async def bootstrap_admin_key(database: Database, key_file: Path, *, generate: bool) -> None:
+    """Make sure an operator can reach the API: register SF_ADMIN_KEY when set, or (with `generate`, the
+    embedded `up`) create an admin key on first start and print it once. The key in use is written to
+    `key_file` (mode 0600) for local clients (`submit`, `status`, `demo`)."""
+    wanted = os.environ.get("SF_ADMIN_KEY")
+    if wanted:
+        async with database.transaction() as session:
+            known = await key_by_hash(session, hash_key(wanted))
+        if known is None:
+            await issue_key(database, name="admin (SF_ADMIN_KEY)", role=Role.admin, secret=wanted)
+        elif known.revoked_at is not None:
+            log.warning("auth.admin_key_revoked", key_id=known.id)
+            return
+        _write_key_file(key_file, wanted)
+        return
+    if not generate or await _has_admin(database):
+        return
+    issued = await issue_key(database, name="admin (generated)", role=Role.admin)
+    _write_key_file(key_file, issued.secret)
+    # Printed, not logged: shown once on the operator's terminal, never in structured logs.
+    print(
+        f"\nService Feature admin API key (shown once, also in {key_file}):\n  {issued.secret}\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def _has_admin(database: Database) -> bool:
+    async with database.transaction() as session:
+        keys = await list_keys(session)
+    return any(k.role == Role.admin.value and k.revoked_at is None for k in keys)
+
+
+def _write_key_file(path: Path, key: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    path.chmod(0o600)  # an existing file keeps its mode through O_CREAT

@@ -1,0 +1,225 @@
+"""The git adapter against hostile or heavy repositories, and push credentials that never touch disk.
+
+An HTTPS git server (`git http-backend` behind a TLS test server, its certificate trusted through the
+workspace's own git config) stands in for a forge: cloning is anonymous, pushing needs a token."""
+
+import base64
+import os
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from service_feature.git import Author, Git, GitError, RepositoryRefused
+from service_feature.patchcheck import check_patch_paths
+
+TOKEN = "ghp_" + "s3cr3t" * 6
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+}
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    env = {**os.environ, **IDENTITY, "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+class _Forge:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.authorizations: list[tuple[str, str]] = []  # (path, Authorization header)
+
+
+def _handler(forge: _Forge) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _serve(self) -> None:
+            path, _, query = self.path.partition("?")
+            authorization = self.headers.get("Authorization", "")
+            forge.authorizations.append((self.path, authorization))
+            pushing = "git-receive-pack" in self.path
+            expected = "Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+            if pushing and authorization != expected:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="forge"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+            env = {
+                "PATH": os.environ["PATH"],
+                "GIT_PROJECT_ROOT": str(forge.root),
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "REQUEST_METHOD": self.command,
+                "PATH_INFO": path,
+                "QUERY_STRING": query,
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                "CONTENT_LENGTH": str(len(body)),
+                "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+                "REMOTE_USER": "pusher" if pushing else "",
+                "REMOTE_ADDR": "127.0.0.1",
+            }
+            out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
+            head, _, payload = out.partition(b"\r\n\r\n")
+            headers = [line.split(":", 1) for line in head.decode().split("\r\n") if ":" in line]
+            status = next((int(v.split()[0]) for k, v in headers if k.lower() == "status"), 200)
+            self.send_response(status)
+            for key, value in headers:
+                if key.lower() != "status":
+                    self.send_header(key, value.strip())
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = _serve
+
+    return Handler
+
+
+@pytest.fixture
+def forge(tmp_path: Path, origin: Path) -> Iterator[tuple[str, _Forge, Path]]:
+    """(https URL of a copy of `origin`, the server's record, the CA file to trust)."""
+    root = tmp_path / "forge"
+    root.mkdir()
+    shutil.copytree(origin, root / "repo.git")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    record = _Forge(root)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(record))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/repo.git", record, cert
+    server.shutdown()
+
+
+def _trusting(root: Path, cert: Path, **options: object) -> Git:
+    git = Git(root, timeout=60, allowlist=["127.0.0.1"], **options)  # type: ignore[arg-type]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / ".gitconfig").write_text(f"[http]\n\tsslCAInfo = {cert}\n")  # git's HOME is the workspace
+    return git
+
+
+def _files_containing(root: Path, needle: bytes) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and needle in p.read_bytes()]
+
+
+async def test_a_push_token_reaches_the_forge_and_nowhere_else(
+    tmp_path: Path, forge: tuple[str, _Forge, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, record, cert = forge
+    workspace = tmp_path / "workspaces"
+    git = _trusting(workspace, cert)
+    mirror = await git.mirror(url)
+    base = await git.resolve_branch(mirror, "main")
+    tree = await git.worktree(mirror, workspace / "wt" / "f1", base)
+    (tree / "new.txt").write_text("hello\n")
+    commit = await git.commit(tree, "Add new\n", Author("Bot", "bot@x"), "2026-01-01T00:00:00+00:00")
+
+    with pytest.raises(GitError):  # no token in the environment: the forge refuses the push
+        await git.push(tree, url, commit, "feature/f1")
+    monkeypatch.setenv("GIT_PUSH_TOKEN", TOKEN)
+    await git.push(tree, url, commit, "feature/f1")
+    assert await git.remote_branch_commit(url, "feature/f1") == commit
+    assert _git("--git-dir", str(record.root / "repo.git"), "rev-parse", "feature/f1").strip() == commit
+
+    sent = [path for path, authorization in record.authorizations if authorization]
+    assert sent
+    assert all("git-receive-pack" in path for path in sent)  # never sent while cloning or listing
+    assert _files_containing(workspace, TOKEN.encode()) == []
+    assert _files_containing(workspace, base64.b64encode(f"x-access-token:{TOKEN}".encode())) == []
+    assert TOKEN not in (mirror / "config").read_text()
+    assert "credential" not in (mirror / "config").read_text()
+
+
+async def test_a_repository_over_the_size_limit_is_refused_and_removed(tmp_path: Path, origin: Path) -> None:
+    work = tmp_path / "big"
+    _git("clone", "-q", str(origin), str(work))
+    (work / "blob.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    _git("add", "blob.bin", cwd=work)
+    _git("commit", "-qm", "big", cwd=work)
+    _git("push", "-q", "origin", "main", cwd=work)
+    git = Git(tmp_path / "w", timeout=60, allow_local=True, max_repository_mb=1)
+    with pytest.raises(RepositoryRefused, match="over the limit of 1 MB"):
+        await git.mirror(str(origin))
+    assert not git.mirror_path(str(origin)).exists()
+    assert not git.mirror_path(str(origin)).with_suffix(".partial").exists()
+    assert await Git(tmp_path / "w3", timeout=60, allow_local=True, max_repository_mb=10).mirror(str(origin))
+
+
+async def test_a_shallow_mirror_still_builds_and_delivers(
+    tmp_path: Path, forge: tuple[str, _Forge, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _, cert = forge
+    git = _trusting(tmp_path / "w", cert, clone_depth=1)
+    mirror = await git.mirror(url)
+    assert (mirror / "shallow").exists()
+    base = await git.resolve_branch(mirror, "main")
+    assert _git("--git-dir", str(mirror), "rev-list", "--count", "--all").strip() == "1"
+    tree = await git.worktree(mirror, tmp_path / "wt", base)
+    (tree / "x.txt").write_text("x\n")
+    commit = await git.commit(tree, "x\n", Author("Bot", "bot@x"), "2026-01-01T00:00:00+00:00")
+    monkeypatch.setenv("GIT_PUSH_TOKEN", TOKEN)
+    await git.push(tree, url, commit, "feature/shallow")
+    assert await git.remote_branch_commit(url, "feature/shallow") == commit
+    await git.mirror(url)
+    assert (mirror / "shallow").exists()  # a later fetch keeps the mirror shallow
+
+
+async def test_submodules_are_never_fetched(tmp_path: Path, origin: Path) -> None:
+    secret = tmp_path / "secret"
+    _git("init", "-q", "--initial-branch=main", str(secret))
+    (secret / "private.txt").write_text("do not fetch\n")
+    _git("add", "-A", cwd=secret)
+    _git("commit", "-qm", "s", cwd=secret)
+    work = tmp_path / "work"
+    _git("clone", "-q", str(origin), str(work))
+    _git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(secret), "vendor/secret", cwd=work)
+    _git("commit", "-qm", "add submodule", cwd=work)
+    _git("push", "-q", "origin", "main", cwd=work)
+
+    git = Git(tmp_path / "w", timeout=60, allow_local=True)
+    mirror = await git.mirror(str(origin))
+    tree = await git.worktree(mirror, tmp_path / "wt", await git.resolve_branch(mirror, "main"))
+    assert (tree / ".gitmodules").exists()
+    assert list((tree / "vendor" / "secret").iterdir()) == []
+    assert not (mirror / "modules").exists()
+    assert _files_containing(tmp_path / "w", b"do not fetch") == []
+
+
+async def test_internal_hosts_are_refused_right_before_git_connects(tmp_path: Path) -> None:
+    git = Git(tmp_path / "w", timeout=30)
+    for url in ("https://127.0.0.1:1/r.git", "https://169.254.169.254/r.git", "ssh://git@10.0.0.1/r.git"):
+        with pytest.raises(RepositoryRefused, match="internal address"):
+            await git.mirror(url)
+    with pytest.raises(RepositoryRefused, match="internal address"):
+        await git.remote_branch_commit("https://[::1]/r.git", "main")
+    assert not (tmp_path / "w" / "mirrors").exists()
+
+
+async def test_a_symlink_the_agent_creates_is_caught_by_the_patch_check(tmp_path: Path, origin: Path) -> None:
+    git = Git(tmp_path / "w", timeout=60, allow_local=True)
+    mirror = await git.mirror(str(origin))
+    base = await git.resolve_branch(mirror, "main")
+    tree = await git.worktree(mirror, tmp_path / "wt", base)
+    (tree / "escape").symlink_to("/etc")
+    (tree / "ok.txt").write_text("fine\n")
+    diff = await git.diff(tree, base)
+    assert check_patch_paths(diff) == ["escape: creates or changes a symbolic link"]
