@@ -33,6 +33,9 @@ class CommonSettings(BaseSettings):
     workspace_base_path: Path | None = Field(None, alias="WORKSPACE_BASE_PATH")
     allow_local_repositories: bool = Field(False, alias="ALLOW_LOCAL_REPOSITORIES")
     git_timeout_seconds: float = Field(300.0, alias="SF_GIT_TIMEOUT_SECONDS", gt=0)
+    repository_allowlist: str = Field("", alias="REPOSITORY_ALLOWLIST")
+    max_repository_mb: int | None = Field(None, alias="SF_MAX_REPOSITORY_MB", ge=1)
+    git_clone_depth: int | None = Field(None, alias="SF_GIT_CLONE_DEPTH", ge=1)
 
     @field_validator("data_dir")
     @classmethod
@@ -51,6 +54,16 @@ class CommonSettings(BaseSettings):
         if url.startswith("sqlite:///"):
             return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
         return url
+
+    @property
+    def repository_hosts(self) -> tuple[str, ...]:
+        """REPOSITORY_ALLOWLIST as host patterns (`github.com,*.corp.example`); empty: any public host."""
+        return tuple(host.strip() for host in self.repository_allowlist.split(",") if host.strip())
+
+    @property
+    def admin_key_file(self) -> Path:
+        """Where the embedded `up` leaves its admin API key (mode 0600) for local clients."""
+        return self.data_dir / "admin.key"
 
     @property
     def workspaces(self) -> Path:
@@ -74,6 +87,10 @@ class CommonSettings(BaseSettings):
 class GatewaySettings(CommonSettings):
     service_name: str = Field("feature_gateway", alias="SERVICE_NAME")
     max_page_size: int = Field(100, alias="SF_MAX_PAGE_SIZE", ge=1)
+    submit_rate_per_minute: int = Field(30, alias="SF_SUBMIT_RATE_PER_MINUTE", ge=1)
+    max_body_bytes: int = Field(1_000_000, alias="SF_MAX_BODY_BYTES", ge=1024)
+    max_queued_per_key: int = Field(20, alias="SF_MAX_QUEUED_PER_KEY", ge=1)
+    redis_url: str | None = Field(None, alias="REDIS_URL")
 
 
 class WorkerSettings(CommonSettings):
@@ -112,6 +129,7 @@ class ReviewerSettings(CommonSettings):
     max_risk_score: int = Field(50, alias="MAX_RISK_SCORE", ge=0, le=100)
     max_critical_issues: int = Field(0, alias="MAX_CRITICAL_ISSUES", ge=0)
     block_on_secrets: bool = Field(True, alias="BLOCK_ON_SECRETS")
+    max_changed_lines: int = Field(2000, alias="SF_REVIEW_MAX_CHANGED_LINES", ge=1)
 
 
 class ExecutorSettings(CommonSettings):
@@ -122,3 +140,4 @@ class ExecutorSettings(CommonSettings):
     max_concurrent_executions: int = Field(5, alias="MAX_CONCURRENT_EXECUTIONS", ge=1)
     test_timeout_seconds: float = Field(600.0, alias="SF_TEST_TIMEOUT_SECONDS", gt=0)
     test_output_limit_bytes: int = Field(1_000_000, alias="SF_TEST_OUTPUT_LIMIT_BYTES", ge=1024)
+    allow_dependency_changes: bool = Field(False, alias="SF_ALLOW_DEPENDENCY_CHANGES")

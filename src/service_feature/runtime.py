@@ -16,8 +16,9 @@ from typing import Protocol
 
 import structlog
 import uvicorn
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from service_feature.auth import Authenticator, Role, bootstrap_admin_key
 from service_feature.bus.embedded import EmbeddedNatsServer
 from service_feature.bus.nats import NatsBus
 from service_feature.config import (
@@ -34,6 +35,7 @@ from service_feature.executor.service import ExecutorService
 from service_feature.gateway.routes import feature_router
 from service_feature.git import Git
 from service_feature.http import create_app
+from service_feature.killswitch import KillSwitch
 from service_feature.reviewer.service import ReviewerService
 from service_feature.store.database import Database, upgrade
 from service_feature.store.features import fail_feature
@@ -59,6 +61,13 @@ class _Server(uvicorn.Server):
         yield
 
 
+def _protected(router: APIRouter, auth: Authenticator, *roles: Role) -> APIRouter:
+    """A service's own API routes behind an API key of one of `roles`."""
+    wrapper = APIRouter(dependencies=[Depends(auth.require(*roles))])
+    wrapper.include_router(router)
+    return wrapper
+
+
 @dataclass
 class Platform:
     services: Sequence[str] = SERVICES
@@ -75,6 +84,8 @@ class Platform:
         self._http_task: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
         self.executor: ExecutorService | None = None
+        self.switch: KillSwitch | None = None
+        self.auth: Authenticator | None = None
 
     @property
     def name(self) -> str:
@@ -100,14 +111,21 @@ class Platform:
         )
         self.relay = relay = OutboxRelay(database, bus)
         relay.start()
+        self.switch = switch = KillSwitch(database, bus)
+        await switch.start()
+        self.auth = auth = Authenticator(database)
         routers: list[APIRouter] = []
         started: list[Service] = []
         if "worker" in self.services:
             worker = WorkerSettings()
-            started.append(WorkerService(worker, database, bus, relay, self._git(worker, "worker")))
+            started.append(WorkerService(worker, database, bus, relay, self._git(worker, "worker"), switch))
         if "reviewer" in self.services:
-            reviewer = ReviewerSettings()
-            started.append(ReviewerService(reviewer, database, bus, relay, self._git(reviewer, "reviewer")))
+            reviewer_settings = ReviewerSettings()
+            reviewer = ReviewerService(
+                reviewer_settings, database, bus, relay, self._git(reviewer_settings, "reviewer"), switch
+            )
+            started.append(reviewer)
+            routers.append(reviewer.router(auth))
         if "executor" in self.services:
             executor = ExecutorSettings()
             runner = TestRunner(
@@ -115,12 +133,19 @@ class Platform:
                 create_sandbox(executor),
                 limits_from_settings(executor),
                 executor.max_concurrent_executions,
+                setup_sandbox=create_sandbox(executor, network=True),
+                allow_dependency_changes=executor.allow_dependency_changes,
             )
-            self.executor = ExecutorService(database, bus, relay, runner, executor.max_concurrent_executions)
+            self.executor = ExecutorService(
+                database, bus, relay, runner, switch, executor.max_concurrent_executions
+            )
             started.append(self.executor)
-            routers.append(self.executor.router())
+            routers.append(_protected(self.executor.router(), auth, Role.reader))
         if "gateway" in self.services:
             routers.append(feature_router(GatewaySettings(), database, relay))
+            await bootstrap_admin_key(
+                database, settings.admin_key_file, generate=set(self.services) == set(SERVICES)
+            )
         for service in started:
             await service.start()
         app = create_app(self.name, {"database": database.ready, "bus": bus.ready}, routers)
@@ -148,6 +173,9 @@ class Platform:
             settings.workspaces / service,
             timeout=settings.git_timeout_seconds,
             allow_local=settings.allow_local_repositories,
+            allowlist=settings.repository_hosts,
+            max_repository_mb=settings.max_repository_mb,
+            clone_depth=settings.git_clone_depth,
         )
 
     async def _dead_lettered(self, envelope: Envelope, reason: str) -> None:
@@ -166,6 +194,8 @@ class Platform:
                 await self._http_task
         if self.bus is not None:
             await self.bus.stop_consuming(self.settings.shutdown_grace_seconds)
+        if self.switch is not None:
+            await self.switch.stop()
         if self.relay is not None:
             await self.relay.stop()
         if self.bus is not None:

@@ -28,20 +28,33 @@ class Delivery:
 
 Handler = Callable[[Delivery], Awaitable[None]]
 RequestHandler = Callable[[bytes], Awaitable[bytes]]
+Listener = Callable[[bytes], Awaitable[None]]
+Gate = Callable[[], Awaitable[None]]
 
 
 class Bus(Protocol):
     async def publish(self, subject: str, envelope: Envelope) -> None:
         """Durably publish; the envelope's event id de-duplicates a repeated publish."""
 
-    async def consume(self, subject: str, durable: str, handler: Handler, *, concurrency: int = 1) -> None:
-        """Start a consumer on `subject`, shared by every replica using the same `durable` name."""
+    async def consume(
+        self, subject: str, durable: str, handler: Handler, *, concurrency: int = 1, gate: Gate | None = None
+    ) -> None:
+        """Start a consumer on `subject`, shared by every replica using the same `durable` name. `gate` is
+        awaited before each handler runs (the kill switch: the message is held, heartbeated, not failed)."""
 
     async def request(self, subject: str, data: bytes, timeout: float) -> bytes:
         """Ask a service and wait for its answer (not durable: for interactive calls only)."""
 
     async def serve(self, subject: str, group: str, handler: RequestHandler) -> None:
         """Answer requests on `subject`, load-balanced across the replicas in `group`."""
+
+    async def listen(self, subject: str, listener: Listener) -> None:
+        """Receive every message published on `subject` from now on (not durable: for notifications)."""
+
+    async def control_get(self, key: str) -> bytes | None:
+        """Read a replicated control value (None when unset); raises when the bus cannot answer."""
+
+    async def control_put(self, key: str, value: bytes) -> None: ...
 
     async def ready(self) -> bool: ...
 

@@ -24,10 +24,11 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundError
+from nats.js.kv import KeyValue
 
-from service_feature.bus.base import Delivery, Handler, PermanentError, RequestHandler
+from service_feature.bus.base import Delivery, Gate, Handler, Listener, PermanentError, RequestHandler
 from service_feature.events import Envelope, PoisonMessage, Subjects, decode
 from service_feature.metrics import DEAD_LETTERS, QUEUE_PENDING
 from service_feature.telemetry import current_trace_id, span_from
@@ -37,6 +38,7 @@ log = structlog.get_logger(__name__)
 WORK_STREAM = "FEATURES"
 STATUS_STREAM = "STATUS"
 DEAD_LETTER_STREAM = "DEADLETTER"
+CONTROL_BUCKET = "SF_CONTROL"
 REASON_HEADER = "Sf-Dead-Letter-Reason"
 SUBJECT_HEADER = "Sf-Original-Subject"
 _FETCH_WAIT_SECONDS = 1.0
@@ -56,6 +58,7 @@ class NatsBus:
     ) -> None:
         self._nc = client
         self._js: JetStreamContext = client.jetstream()
+        self._control: KeyValue
         self._ack_wait = ack_wait_seconds
         self._max_deliver = max_deliver
         self._on_dead_letter = on_dead_letter
@@ -118,12 +121,31 @@ class NatsBus:
                 await self._js.add_stream(config)
             except BadRequestError:
                 await self._js.update_stream(config)  # exists with another config: bring it up to date
+        try:
+            self._control = await self._js.key_value(CONTROL_BUCKET)
+        except BucketNotFoundError:
+            self._control = await self._js.create_key_value(KeyValueConfig(bucket=CONTROL_BUCKET, history=16))
+
+    async def control_get(self, key: str) -> bytes | None:
+        """A control value (the kill switch) from the replicated key-value bucket; None when unset."""
+        try:
+            entry = await self._control.get(key)
+        except KeyNotFoundError:
+            return None
+        return entry.value
+
+    async def control_put(self, key: str, value: bytes) -> None:
+        await self._control.put(key, value)
 
     async def publish(self, subject: str, envelope: Envelope) -> None:
         headers = {**envelope.trace, "Nats-Msg-Id": f"{subject}:{envelope.event_id}"}
         await self._js.publish(subject, envelope.to_bytes(), headers=headers)
 
-    async def consume(self, subject: str, durable: str, handler: Handler, *, concurrency: int = 1) -> None:
+    async def consume(
+        self, subject: str, durable: str, handler: Handler, *, concurrency: int = 1, gate: Gate | None = None
+    ) -> None:
+        if gate is not None:
+            handler = _gated(handler, gate)
         config = ConsumerConfig(
             durable_name=durable,
             filter_subject=subject,
@@ -151,6 +173,12 @@ class NatsBus:
             self._spawn(respond())
 
         self._core_subscriptions.append(await self._nc.subscribe(subject, queue=group, cb=answer))
+
+    async def listen(self, subject: str, listener: Listener) -> None:
+        async def receive(msg: Msg) -> None:
+            self._spawn(listener(msg.data))
+
+        self._core_subscriptions.append(await self._nc.subscribe(subject, cb=receive))
 
     async def ready(self) -> bool:
         if not self._nc.is_connected:
@@ -298,3 +326,11 @@ class NatsBus:
         await message.term()
         if envelope is not None and self._on_dead_letter is not None:
             await self._on_dead_letter(envelope, reason)
+
+
+def _gated(handler: Handler, gate: Gate) -> Handler:
+    async def gated(delivery: Delivery) -> None:
+        await gate()
+        await handler(delivery)
+
+    return gated

@@ -8,7 +8,8 @@ from fastapi import APIRouter
 
 from service_feature.bus.base import Bus, Delivery
 from service_feature.events import Envelope, EventType, Subjects
-from service_feature.executor.runner import RunSpec, TestRunner
+from service_feature.executor.runner import ExecutionCancelled, RunSpec, TestRunner
+from service_feature.killswitch import KillSwitch
 from service_feature.lifecycle import FeatureStatus
 from service_feature.metrics import STAGE_DURATION
 from service_feature.models import FeatureRequest, TestResult
@@ -33,19 +34,48 @@ class ExecutorService:
     name = "executor"
 
     def __init__(
-        self, database: Database, bus: Bus, relay: OutboxRelay, runner: TestRunner, concurrency: int
+        self,
+        database: Database,
+        bus: Bus,
+        relay: OutboxRelay,
+        runner: TestRunner,
+        switch: KillSwitch,
+        concurrency: int,
     ) -> None:
         self._database = database
         self._bus = bus
         self._relay = relay
         self.runner = runner
+        self._switch = switch
         self._concurrency = concurrency
 
     async def start(self) -> None:
+        self._switch.on_engage(self.runner.cancel)
         await self._bus.consume(
-            Subjects.TESTS_REQUESTED, CONSUMER, self.handle_tests_requested, concurrency=self._concurrency
+            Subjects.TESTS_REQUESTED,
+            CONSUMER,
+            self.handle_tests_requested,
+            concurrency=self._concurrency,
+            gate=self._switch.wait_released,
         )
         await self._bus.serve(Subjects.EXECUTOR_RUN, "executor", self.handle_interactive_run)
+        await self._bus.listen(f"{Subjects.STATUS_PREFIX}.*", self._stop_cancelled_features)
+
+    async def _stop_cancelled_features(self, data: bytes) -> None:
+        """A feature cancelled through the API stops its running execution at once."""
+        event = Envelope.model_validate_json(data)
+        if event.payload.get("status") == FeatureStatus.cancelled:
+            self.runner.cancel(event.execution_id)
+
+    async def _run_until_done(self, spec: RunSpec) -> TestResult | None:
+        """Run the tests; a run stopped by the kill switch is rerun after release. None: feature cancelled."""
+        while True:
+            await self._switch.wait_released()
+            try:
+                return await self.runner.run(spec)
+            except ExecutionCancelled:
+                if not self._switch.engaged:
+                    return None
 
     def router(self) -> APIRouter:
         router = APIRouter(tags=["executor"])
@@ -60,7 +90,9 @@ class ExecutorService:
     async def handle_interactive_run(self, data: bytes) -> bytes:
         spec = RunSpec.model_validate_json(data)
         try:
-            result = await self.runner.run(spec)
+            result = await self._run_until_done(spec)
+            if result is None:
+                raise ExecutionCancelled("the feature was cancelled")
         except Exception as error:
             result = TestResult(
                 command="", sandbox="", exit_code=None, errored=1, output_tail=f"test run failed: {error}"
@@ -88,7 +120,9 @@ class ExecutorService:
                 test_command=request.test_command,
             )
         with STAGE_DURATION.labels("tests").time():
-            result = await self.runner.run(spec)
+            result = await self._run_until_done(spec)
+        if result is None:
+            return  # the feature was cancelled while its tests ran
         log.info("executor.tests_done", execution_id=execution_id, attempt=attempt, **result.summary())
         async with self._database.transaction() as session:
             if not await claim_message(session, CONSUMER, delivery.envelope.event_id):

@@ -7,17 +7,22 @@ parks it in `awaiting_approval`. The decision, score and findings are stored wit
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 
 import structlog
+from fastapi import APIRouter
 
+from service_feature.auth import Authenticator
 from service_feature.bus.base import Bus, Delivery
 from service_feature.config import ReviewerSettings
 from service_feature.events import Envelope, EventType, Subjects
 from service_feature.git import Git
+from service_feature.killswitch import KillSwitch
 from service_feature.lifecycle import FeatureStatus
 from service_feature.metrics import STAGE_DURATION
 from service_feature.models import Decision, FeatureRequest, TestResult
+from service_feature.reviewer.killswitch_routes import killswitch_router
 from service_feature.reviewer.review import ReviewInput, ReviewPolicy, review
 from service_feature.store.database import Database
 from service_feature.store.features import (
@@ -45,8 +50,15 @@ class ReviewerService:
     name = "reviewer"
 
     def __init__(
-        self, settings: ReviewerSettings, database: Database, bus: Bus, relay: OutboxRelay, git: Git
+        self,
+        settings: ReviewerSettings,
+        database: Database,
+        bus: Bus,
+        relay: OutboxRelay,
+        git: Git,
+        switch: KillSwitch,
     ) -> None:
+        self._switch = switch
         self._settings = settings
         self._database = database
         self._bus = bus
@@ -56,12 +68,20 @@ class ReviewerService:
             max_risk_score=settings.max_risk_score,
             max_critical_issues=settings.max_critical_issues,
             block_on_secrets=settings.block_on_secrets,
+            max_changed_lines=settings.max_changed_lines,
         )
 
     async def start(self) -> None:
         await self._bus.consume(
-            Subjects.REVIEW_REQUESTED, CONSUMER, self.handle_review_requested, concurrency=2
+            Subjects.REVIEW_REQUESTED,
+            CONSUMER,
+            self.handle_review_requested,
+            concurrency=2,
+            gate=self._switch.wait_released,
         )
+
+    def router(self, auth: Authenticator) -> APIRouter:
+        return killswitch_router(self._database, self._bus, self._switch, auth)
 
     async def handle_review_requested(self, delivery: Delivery) -> None:
         execution_id = delivery.envelope.execution_id
@@ -78,16 +98,21 @@ class ReviewerService:
         tests = TestResult.model_validate(execution.result) if execution else None
         with STAGE_DURATION.labels("review").time():
             mirror = await self._git.mirror(request.repository_url)
-            tree = self._git.root / "reviews" / f"{execution_id}-{uuid.uuid4().hex[:8]}"
+            run = self._git.root / "reviews" / f"{execution_id}-{uuid.uuid4().hex[:8]}"
+            patched, base = run / "patched", run / "base"
             try:
-                await self._git.worktree(mirror, tree, base_commit)
-                await self._git.apply(tree, patch.diff)
-                subject = ReviewInput(request.specification, patch.diff, tests, patched_tree=tree)
-                result = await asyncio.to_thread(
-                    review, subject, self._policy
-                )  # scanners block: keep the loop free
+                await self._git.worktree(mirror, patched, base_commit)
+                await self._git.apply(patched, patch.diff)
+                await self._git.worktree(mirror, base, base_commit)
+                subject = ReviewInput(
+                    request.specification, patch.diff, tests, patched_tree=patched, base_tree=base
+                )
+                # The scanners read files and run bandit: off the event loop.
+                result = await asyncio.to_thread(review, subject, self._policy)
             finally:
-                await self._git.remove_worktree(mirror, tree)
+                await self._git.remove_worktree(mirror, patched)
+                await self._git.remove_worktree(mirror, base)
+                await asyncio.to_thread(shutil.rmtree, run, True)
         log.info(
             "reviewer.decided", execution_id=execution_id, decision=result.decision, risk=result.risk_score
         )

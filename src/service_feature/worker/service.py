@@ -8,6 +8,7 @@ commit the step is never redone.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -20,9 +21,11 @@ from service_feature.bus.base import Bus, Delivery, PermanentError
 from service_feature.config import WorkerSettings
 from service_feature.events import Envelope, EventType, Subjects
 from service_feature.git import Author, Git, GitError, RepositoryRefused
+from service_feature.killswitch import KillSwitch
 from service_feature.lifecycle import FeatureStatus
-from service_feature.metrics import LLM_TOKENS, STAGE_DURATION
+from service_feature.metrics import LLM_COST, LLM_TOKENS, STAGE_DURATION
 from service_feature.models import FeatureRequest, TestResult
+from service_feature.patchcheck import check_patch_paths
 from service_feature.store.database import Database
 from service_feature.store.features import (
     add_outbox,
@@ -36,12 +39,14 @@ from service_feature.store.features import (
 )
 from service_feature.store.outbox import OutboxRelay
 from service_feature.store.tables import Feature, Patch, TranscriptEntry
-from service_feature.worker.agent import AgentError, Recorder, run_agent, task_message
+from service_feature.worker.agent import AgentError, Budget, Recorder, run_agent, task_message
 from service_feature.worker.llm.base import LLMProvider, ProviderError, Usage
 from service_feature.worker.llm.factory import create_provider
-from service_feature.worker.llm.pricing import cost_usd
+from service_feature.worker.llm.gated import GatedProvider
+from service_feature.worker.llm.pricing import cost_usd, price_for
 from service_feature.worker.llm.retry import RetryPolicy
 from service_feature.worker.llm.scripted import ScriptedProvider, load_script
+from service_feature.worker.repomap import build_repo_map
 from service_feature.worker.tools import Toolbox, describe_tests
 
 log = structlog.get_logger(__name__)
@@ -53,8 +58,15 @@ class WorkerService:
     name = "worker"
 
     def __init__(
-        self, settings: WorkerSettings, database: Database, bus: Bus, relay: OutboxRelay, git: Git
+        self,
+        settings: WorkerSettings,
+        database: Database,
+        bus: Bus,
+        relay: OutboxRelay,
+        git: Git,
+        switch: KillSwitch,
     ) -> None:
+        self._switch = switch
         self._settings = settings
         self._database = database
         self._bus = bus
@@ -70,7 +82,9 @@ class WorkerService:
             (Subjects.DELIVERY_REQUESTED, "worker-delivery", self.handle_delivery),
         )
         for subject, durable, handler in consumers:
-            await self._bus.consume(subject, durable, handler, concurrency=concurrency)
+            await self._bus.consume(
+                subject, durable, handler, concurrency=concurrency, gate=self._switch.wait_released
+            )
 
     # -- generate: checkout + agent + diff -------------------------------------------------------------
 
@@ -90,6 +104,13 @@ class WorkerService:
                 move(session, feature, FeatureStatus.checking_out)
             request = FeatureRequest.model_validate(feature.request)
             base_commit, start_turn = feature.base_commit, feature.agent_turns
+            budget = Budget(
+                max_tokens=self._settings.max_tokens_per_feature,
+                max_cost_usd=self._settings.max_cost_usd_per_feature,
+                spent_tokens=feature.input_tokens + feature.output_tokens,
+                spent_cost_usd=feature.cost_usd,
+                context_tokens=self._settings.llm_context_tokens,
+            )
         self._relay.wake()
         log.info("worker.generate", execution_id=envelope.execution_id, attempt=expected_attempt)
 
@@ -111,6 +132,11 @@ class WorkerService:
                 move(session, feature, FeatureStatus.generating, detail={"base_commit": base_commit})
             previous = await patch_for(session, request.execution_id, expected_attempt - 1)
         self._relay.wake()
+        # The map of the base commit, before the previous attempt's patch: the same text on every attempt,
+        # so the cached prompt prefix survives retries.
+        repo_map = await asyncio.to_thread(
+            build_repo_map, worktree, request.specification.target_files, self._settings.repo_map_tokens
+        )
         if previous is not None:
             await self._git.apply(worktree, previous.diff)
 
@@ -126,11 +152,16 @@ class WorkerService:
                     prompt,
                     max_turns=self._settings.max_agent_turns,
                     record=_recorder(transcript, provider.name),
+                    repo_map=repo_map,
+                    budget=budget,
                 )
         except (AgentError, ProviderError) as error:
             await self.fail(request.execution_id, str(error), transcript=(expected_attempt, transcript))
             return
         diff = await self._git.diff(worktree, base_commit)
+        if refusal := await refuse_unsafe(self._git, worktree, base_commit, diff):
+            await self.fail(request.execution_id, refusal, transcript=(expected_attempt, transcript))
+            return
 
         async with self._database.transaction() as session:
             if not await claim_message(session, "worker-generate", envelope.event_id):
@@ -185,6 +216,10 @@ class WorkerService:
         return feature
 
     def _provider(self, execution_id: str, start_turn: int) -> LLMProvider:
+        """The configured provider, behind the kill switch: no model call starts while it is engaged."""
+        return GatedProvider(self._make_provider(execution_id, start_turn), self._switch.wait_released)
+
+    def _make_provider(self, execution_id: str, start_turn: int) -> LLMProvider:
         kind = self._settings.resolved_llm_provider
         if kind == "scripted":
             if self._settings.llm_script is None:
@@ -309,6 +344,9 @@ class WorkerService:
             with STAGE_DURATION.labels("delivery").time():
                 mirror = await self._git.mirror(request.repository_url)
                 worktree = await self._git.worktree(mirror, path, base_commit)
+                if refusal := await refuse_unsafe(self._git, worktree, base_commit, patch.diff):
+                    await self.fail(request.execution_id, refusal)
+                    return
                 await self._git.apply(worktree, patch.diff)
                 message = commit_message(request, patch.summary, review.result if review else None)
                 author = Author(self._settings.git_author_name, self._settings.git_author_email)
@@ -351,8 +389,15 @@ class WorkerService:
         shutil.rmtree(self._worktree_path(execution_id), ignore_errors=True)
 
 
+async def refuse_unsafe(git: Git, worktree: Path, base_commit: str, diff: str) -> str | None:
+    """Why the patch must not be committed (a write through a symlink, into .git/, outside), if so."""
+    problems = check_patch_paths(diff, base_symlinks=await git.symlinks(worktree, base_commit))
+    return f"patch refused: {'; '.join(problems)}" if problems else None
+
+
 def _recorder(transcript: list[tuple[str, dict[str, Any]]], provider: str) -> Recorder:
-    """Keep the transcript for storage and count the tokens each model call used."""
+    """Keep the transcript for storage and count the tokens and dollars each model call used."""
+    unpriced: set[str] = set()
 
     def record(kind: str, content: dict[str, Any]) -> None:
         transcript.append((kind, content))
@@ -360,6 +405,12 @@ def _recorder(transcript: list[tuple[str, dict[str, Any]]], provider: str) -> Re
             model = str(content.get("model") or "unknown")
             for token_kind, count in content.get("usage", {}).items():
                 LLM_TOKENS.labels(provider, model, token_kind.removesuffix("_tokens")).inc(count)
+            LLM_COST.labels(provider, model).inc(content.get("cost_usd", 0.0))
+            if provider != "scripted" and model not in unpriced and price_for(model) is None:
+                unpriced.add(model)  # once per attempt: cost and the cost budget read 0 for this model
+                log.warning(
+                    "worker.llm_model_unpriced", provider=provider, model=model, fix="LLM_PRICES_JSON"
+                )
 
     return record
 

@@ -1,0 +1,124 @@
+"""The kill switch with the services as separate processes: engaged while one feature is being generated
+and another is testing, nothing new starts and the execution stops within a second; after release all
+complete."""
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service_feature.bus.embedded import EmbeddedNatsServer
+from tests.support.cluster import Cluster, issue_admin_key
+from tests.support.platform import feature_request, greeting_turns, write_script
+
+pytestmark = pytest.mark.xdist_group("cluster")
+
+
+def _status(api: httpx.Client, execution_id: str) -> str:
+    return str(api.get(f"/api/v1/features/{execution_id}").json()["status"])
+
+
+def _wait(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_engage_pauses_everything_and_release_resumes_it(
+    tmp_path: Path, origin: Path, scripts: Path, postgres_url: str, nats_server: EmbeddedNatsServer
+) -> None:
+    write_script(scripts, greeting_turns(), name="default")
+    write_script(scripts, greeting_turns(), name="generating", latency_ms=1500)
+    cluster = Cluster(
+        tmp_path / "cluster",
+        postgres_url.replace("postgresql+asyncpg://", "postgres://"),
+        nats_server.url,
+        env={"LLM_PROVIDER": "scripted", "LLM_SCRIPT": str(scripts), "SF_ACK_WAIT_SECONDS": "3"},
+    )
+    cluster.migrate()
+    admin = asyncio.run(issue_admin_key(postgres_url))
+    headers = {"Authorization": f"Bearer {admin}"}
+    gateway, reviewer, executor = (
+        cluster.start("gateway"),
+        cluster.start("reviewer"),
+        cluster.start("executor"),
+    )
+    cluster.start("worker")
+    try:
+        cluster.wait_ready()
+        with (
+            httpx.Client(base_url=gateway.url, headers=headers, timeout=10) as api,
+            httpx.Client(base_url=reviewer.url, headers=headers, timeout=10) as control,
+        ):
+            initial = control.get("/api/v1/killswitch/status")
+            assert initial.status_code == 200, initial.text
+            assert initial.json()["engaged"] is False
+            assert (
+                control.post(
+                    "/api/v1/killswitch/engage",
+                    json={"reason": "x"},
+                    headers={"Authorization": "Bearer wrong"},
+                ).status_code
+                == 401
+            )
+
+            testing = feature_request(
+                origin, "testing", test_command="sleep 8; python -m pytest -q -p no:cacheprovider"
+            )
+            api.post("/api/v1/features", json=testing).raise_for_status()
+            _wait(
+                lambda: (
+                    httpx.get(f"{executor.url}/api/v1/executions/active", headers=headers).json()["count"]
+                    == 1
+                ),
+                60,
+                "the slow test run never started",
+            )
+            api.post("/api/v1/features", json=feature_request(origin, "generating")).raise_for_status()
+            _wait(lambda: _status(api, "generating") == "generating", 30, "never reached generating")
+
+            engaged_at = time.monotonic()
+            response = control.post("/api/v1/killswitch/engage", json={"reason": "incident 42"})
+            assert response.status_code == 200
+            assert response.json()["actor"] == "test-admin"
+            _wait(
+                lambda: (
+                    httpx.get(f"{executor.url}/api/v1/executions/active", headers=headers).json()["count"]
+                    == 0
+                ),
+                1.5,
+                "the running execution was not stopped within a second",
+            )
+            assert time.monotonic() - engaged_at < 1.5
+            status = control.get("/api/v1/killswitch/status").json()
+            assert status["engaged"] is True
+            assert status["reason"] == "incident 42"
+
+            time.sleep(1.0)  # the promise is "within one second"; what arrives after that must not start
+            api.post("/api/v1/features", json=feature_request(origin, "newcomer")).raise_for_status()
+            time.sleep(4)  # with the second above, long enough for the slow generation (3 x 1.5 s) to finish
+            assert _status(api, "newcomer") == "queued"
+            assert _status(api, "generating") == "generating"
+            assert _status(api, "testing") == "testing"
+            assert httpx.get(f"{executor.url}/api/v1/executions/active", headers=headers).json()["count"] == 0
+
+            assert control.post("/api/v1/killswitch/release", json={"reason": "resolved"}).status_code == 200
+            for execution_id in ("testing", "generating", "newcomer"):
+                _wait(
+                    lambda i=execution_id: _status(api, i) in {"delivered", "failed", "rejected"},
+                    90,
+                    f"{execution_id} did not finish after release",
+                )
+                feature = api.get(f"/api/v1/features/{execution_id}").json()
+                assert feature["status"] == "delivered", (execution_id, feature["failure_reason"])
+            audit = control.get("/api/v1/killswitch/audit").json()
+            assert [(entry["engaged"], entry["reason"], entry["actor"]) for entry in audit] == [
+                (False, "resolved", "test-admin"),
+                (True, "incident 42", "test-admin"),
+            ]
+    finally:
+        codes = cluster.stop()
+    assert all(code == 0 for code in codes.values()), codes
