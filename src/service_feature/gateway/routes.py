@@ -9,23 +9,34 @@ number of features not yet ended (429), and a body size (413, for every route).
 
 # No `from __future__ import annotations` here: FastAPI must evaluate the parameter annotations, and some
 # refer to this module's closures (the page size limit) that string annotations cannot see.
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.responses import PlainTextResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from service_feature.auth import Authenticator, Principal, Role
 from service_feature.config import GatewaySettings
+from service_feature.events import Envelope, EventType, Subjects
 from service_feature.gateway.limits import body_limited_route
-from service_feature.gateway.schemas import EventOut, EventsOut, FeatureOut, FeaturePage
+from service_feature.gateway.schemas import (
+    EventOut,
+    EventsOut,
+    FeatureOut,
+    FeaturePage,
+    HumanDecision,
+    Rejection,
+)
 from service_feature.git import RepositoryRefused, check_repository_host, check_repository_url
 from service_feature.lifecycle import FeatureStatus
 from service_feature.models import ExecutionId, FeatureRequest
 from service_feature.ratelimit import RateLimiter
 from service_feature.store.database import Database
 from service_feature.store.features import (
+    add_outbox,
     count_open_features,
     create_feature,
     events_of,
@@ -55,6 +66,7 @@ def feature_router(settings: GatewaySettings, database: Database, relay: OutboxR
     auth = Authenticator(database)
     anyone = Depends(auth.require(Role.submitter, Role.reader))
     submitter = Depends(auth.require(Role.submitter))
+    admin = Depends(auth.require(Role.admin))
     submissions = RateLimiter("submit", settings.submit_rate_per_minute, settings.redis_url)
     allowlist = settings.repository_hosts
 
@@ -188,29 +200,82 @@ def feature_router(settings: GatewaySettings, database: Database, relay: OutboxR
             ],
         }
 
+    async def change(
+        execution_id: str, principal: Principal, apply: Callable[[AsyncSession, Feature], None]
+    ) -> FeatureOut:
+        """Apply a human's change to a feature. A service may move the feature meanwhile (optimistic
+        locking): then read it again and retry."""
+
+        async def once() -> Feature:
+            async with database.transaction() as session:
+                feature = await find_feature(session, execution_id)
+                if feature is None or not _visible(feature, principal):
+                    raise _not_found(execution_id)
+                apply(session, feature)
+            return feature
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(StaleDataError), stop=stop_after_attempt(5), reraise=True
+        )
+        feature: Feature = await retrying(once)
+        relay.wake()
+        return FeatureOut.of(feature)
+
     @router.post("/{execution_id}/cancel", response_model=FeatureOut)
     async def cancel(execution_id: ExecutionId, principal: Principal = submitter) -> FeatureOut:
         """Cancel a feature that has not ended; in-flight steps notice and stop at their next commit.
         A submitter key cancels its own features; an admin key any."""
 
-        async def cancel_once() -> Feature:
-            async with database.transaction() as session:
-                feature = await find_feature(session, execution_id)
-                if feature is None or not _visible(feature, principal):
-                    raise _not_found(execution_id)
-                if FeatureStatus(feature.status).is_terminal:
-                    raise HTTPException(
-                        status.HTTP_409_CONFLICT, detail=f"feature is already {feature.status}"
-                    )
-                move(session, feature, FeatureStatus.cancelled, reason="cancelled by request")
-            return feature
+        def apply(session: AsyncSession, feature: Feature) -> None:
+            if FeatureStatus(feature.status).is_terminal:
+                raise HTTPException(status.HTTP_409_CONFLICT, detail=f"feature is already {feature.status}")
+            move(session, feature, FeatureStatus.cancelled, reason=f"cancelled by {principal.name}")
 
-        # A service may move the feature meanwhile (optimistic locking): read it again and retry.
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(StaleDataError), stop=stop_after_attempt(5), reraise=True
-        )
-        feature: Feature = await retrying(cancel_once)
-        relay.wake()
-        return FeatureOut.of(feature)
+        return await change(execution_id, principal, apply)
+
+    def awaiting_approval(feature: Feature) -> None:
+        if feature.status != FeatureStatus.awaiting_approval:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, detail=f"feature is {feature.status}, not awaiting_approval"
+            )
+
+    @router.post("/{execution_id}/approve", response_model=FeatureOut)
+    async def approve(
+        execution_id: ExecutionId, decision: HumanDecision, principal: Principal = admin
+    ) -> FeatureOut:
+        """Approve a feature the reviewer held for a person (`needs_human`): it is delivered."""
+
+        def apply(session: AsyncSession, feature: Feature) -> None:
+            awaiting_approval(feature)
+            move(
+                session,
+                feature,
+                FeatureStatus.delivering,
+                detail={"approved_by": principal.name, "comment": decision.reason},
+            )
+            add_outbox(
+                session,
+                Subjects.DELIVERY_REQUESTED,
+                Envelope(
+                    type=EventType.DELIVERY_REQUESTED,
+                    execution_id=feature.execution_id,
+                    payload={"attempt": feature.attempts},
+                ),
+            )
+
+        return await change(execution_id, principal, apply)
+
+    @router.post("/{execution_id}/reject", response_model=FeatureOut)
+    async def reject(
+        execution_id: ExecutionId, decision: Rejection, principal: Principal = admin
+    ) -> FeatureOut:
+        """Reject a feature the reviewer held for a person; the reason is recorded on the feature."""
+
+        def apply(session: AsyncSession, feature: Feature) -> None:
+            awaiting_approval(feature)
+            reason = f"rejected by {principal.name}: {decision.reason}"
+            move(session, feature, FeatureStatus.rejected, reason=reason)
+
+        return await change(execution_id, principal, apply)
 
     return router

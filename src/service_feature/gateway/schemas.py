@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from service_feature.store.tables import Feature, FeatureEvent
 
@@ -88,3 +88,17 @@ class EventOut(BaseModel):
 class EventsOut(BaseModel):
     execution_id: str
     events: list[EventOut]
+
+
+class HumanDecision(BaseModel):
+    """A person's approve or reject of a feature the reviewer held (`awaiting_approval`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", max_length=2000)
+
+
+class Rejection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
