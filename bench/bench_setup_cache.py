@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from service_feature.executor.runner import RunSpec, TestRunner
@@ -126,7 +125,7 @@ async def feature_pair(language: Language, scratch: Path, cache: Path) -> list[t
 
 
 async def main(rounds: int) -> None:
-    cache_base = Path.home() / ".cache" / "service-feature-bench" / uuid.uuid4().hex  # not /tmp: see setup.py
+    cache_base = Path(tempfile.mkdtemp(prefix="sf-bench-cache-"))
     summary: dict[Language, list[list[tuple[float, float, float]]]] = {}
     try:
         for language in PROJECTS:

@@ -22,8 +22,9 @@ Why this shape:
 Layout under the cache root (`<executor workspace>/cache`): `envs/<language>-<key>/{home,node_modules,
 manifest.json}`, `envs/<…>.lock`, and `baselines/<key>.json` (the runner's base-commit results, `JsonStore`).
 
-The bubblewrap sandbox mounts a private tmpfs over `/tmp`, so a cache under `/tmp` would be invisible to
-the tests: such a cache root is refused with a message rather than failing obscurely. Docker cannot bind the
+The bubblewrap sandbox mounts a private tmpfs over `/dev/shm`, so a cache there would be invisible to the
+tests: such a cache root is refused with a message rather than failing obscurely (one under `/tmp` works:
+the sandbox binds it on top of its private `/tmp`). Docker cannot bind the
 entry: with it, dependencies are not available to the tests (run Docker images with them preinstalled).
 """
 
@@ -47,7 +48,7 @@ from service_feature.executor.sandbox.bwrap import WORKSPACE, BwrapSandbox
 from service_feature.executor.sandbox.process import ProcessSandbox
 from service_feature.executor.toolchains import ENV_DIR, DependencyFiles, Toolchain
 
-_HIDDEN_BY_SANDBOX = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))  # noqa: S108 - checked, not used
+_HIDDEN_BY_SANDBOX = (Path("/dev/shm"),)  # noqa: S108 - checked against, never used
 _OUTPUT_TAIL = 4000
 
 # The runner's way of running one sandboxed command: it registers the run (so it can be cancelled) and
@@ -203,7 +204,7 @@ class EnvironmentCache:
         ):
             raise SetupFailed(
                 f"the dependency cache {root} is under a directory the sandbox replaces with its own tmpfs; "
-                "set WORKSPACE_BASE_PATH (or SF_DATA_DIR) outside /tmp"
+                "set WORKSPACE_BASE_PATH (or SF_DATA_DIR) elsewhere"
             )
 
     async def _build(

@@ -2,19 +2,16 @@
 installed by the networked setup step and cached, tests run without network, counted and named, and
 compared with the base commit's results.
 
-Each test has a cache of its own (so its first run is a miss) outside /tmp, which the sandbox replaces with a
-private tmpfs. A missing toolchain skips its test, unless SF_REQUIRE_TOOLCHAINS=1 (CI): then it fails.
+Each test has a cache of its own (so its first run is a miss) in its tmp_path. A missing toolchain skips its
+test, unless SF_REQUIRE_TOOLCHAINS=1 (CI): then it fails.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import textwrap
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +24,6 @@ from service_feature.git import Git
 from service_feature.models import Language, TestResult
 
 LIMITS = Limits(wall_seconds=180, memory_mb=2048, pids=512, cpu_seconds=600, tmp_size_mb=512)
-CACHE_BASE = Path.home() / ".cache" / "service-feature-tests"
 
 
 class Repository:
@@ -61,10 +57,8 @@ class Repository:
 
 
 @pytest.fixture
-def cache_root() -> Iterator[Path]:
-    path = CACHE_BASE / uuid.uuid4().hex
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def cache_root(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
 
 
 @pytest.fixture

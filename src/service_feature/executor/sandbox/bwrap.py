@@ -168,10 +168,11 @@ class BwrapSandbox:
         options += ["--share-net"] if self.network else []
         options += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
         options += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox"]
-        options += self._system
         tmp_bytes = str(limits.tmp_size_mb * 1024 * 1024)
-        for private in (SANDBOX_TMP, "/dev/shm"):  # noqa: S108 - fresh tmpfs, private to this sandbox
-            options += ["--size", tmp_bytes, "--tmpfs", private]
+        # The private /tmp first, so that read-only binds of paths under the host's /tmp (a virtualenv or a
+        # dependency cache there) land on top of it instead of being hidden by it; /dev/shm after /dev.
+        options += ["--size", tmp_bytes, "--tmpfs", SANDBOX_TMP, *self._system]
+        options += ["--size", tmp_bytes, "--tmpfs", "/dev/shm"]  # noqa: S108 - a fresh tmpfs, private to this sandbox
         options += [
             "--bind",
             str(workdir.resolve(strict=True)),
