@@ -9,6 +9,7 @@ commit the step is never redone.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -220,14 +221,19 @@ class WorkerService:
         return GatedProvider(self._make_provider(execution_id, start_turn), self._switch.wait_released)
 
     def _make_provider(self, execution_id: str, start_turn: int) -> LLMProvider:
-        kind = self._settings.resolved_llm_provider
-        if kind == "scripted":
+        if self._settings.resolved_llm_provider == "scripted":
             if self._settings.llm_script is None:
                 raise ProviderError("LLM_PROVIDER=scripted needs LLM_SCRIPT (a JSON file or a directory)")
             return ScriptedProvider(
                 load_script(self._settings.llm_script, execution_id), start_turn=start_turn
             )
+        return self._api_provider
+
+    @functools.cached_property
+    def _api_provider(self) -> LLMProvider:
+        """One client per process for a real API: features share its connection pool."""
         settings = self._settings
+        kind = settings.resolved_llm_provider
         secret = settings.anthropic_api_key if kind == "anthropic" else settings.openai_api_key
         return create_provider(
             kind,
