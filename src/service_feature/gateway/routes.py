@@ -49,6 +49,7 @@ from service_feature.store.features import (
 )
 from service_feature.store.outbox import OutboxRelay
 from service_feature.store.tables import Feature
+from service_feature.telemetry import tracer
 
 
 def _not_found(execution_id: str) -> HTTPException:
@@ -83,6 +84,21 @@ def feature_router(settings: GatewaySettings, database: Database, relay: OutboxR
             detail=[{"loc": ["body", "repository_url"], "msg": str(error), "type": "value_error"}],
         )
 
+    async def store_request(request: FeatureRequest, principal: Principal) -> tuple[Feature, bool]:
+        """The feature with this execution_id, and whether it was just created (with its queued event)."""
+        async with database.transaction() as session:
+            existing = await find_feature(session, request.execution_id)
+            if existing is not None:
+                return existing, False
+            queued = await count_open_features(session, principal.key_id)
+            if queued >= settings.max_queued_per_key:
+                raise HTTPException(
+                    status.HTTP_429_TOO_MANY_REQUESTS,
+                    detail=f"this key has {queued} features not yet ended, the most allowed "
+                    "(SF_MAX_QUEUED_PER_KEY); wait for one to end or cancel one",
+                )
+            return await create_feature(session, request, submitted_by=principal.key_id), True
+
     @router.post(
         "",
         status_code=status.HTTP_202_ACCEPTED,
@@ -106,28 +122,19 @@ def feature_router(settings: GatewaySettings, database: Database, relay: OutboxR
             await check_repository_host(url, allowlist=allowlist)
         except RepositoryRefused as error:
             raise refuse_url(error) from None
-        async with database.transaction() as session:
-            existing = await find_feature(session, request.execution_id)
-            if existing is None:
-                queued = await count_open_features(session, principal.key_id)
-                if queued >= settings.max_queued_per_key:
-                    raise HTTPException(
-                        status.HTTP_429_TOO_MANY_REQUESTS,
-                        detail=f"this key has {queued} features not yet ended, the most allowed "
-                        "(SF_MAX_QUEUED_PER_KEY); wait for one to end or cancel one",
-                    )
-                feature = await create_feature(session, request, submitted_by=principal.key_id)
-        if existing is not None:
-            if (
-                not _visible(existing, principal)
-                or FeatureRequest.model_validate(existing.request) != request
-            ):
+        # The feature's trace starts here: the events written below carry this span's context onwards.
+        with tracer.start_as_current_span(
+            "submit feature", attributes={"execution_id": request.execution_id}
+        ):
+            feature, created = await store_request(request, principal)
+        if not created:
+            if not _visible(feature, principal) or FeatureRequest.model_validate(feature.request) != request:
                 raise HTTPException(
                     status.HTTP_409_CONFLICT,
                     detail=f"execution_id '{request.execution_id}' already names a different request",
                 )
             response.status_code = status.HTTP_200_OK
-            return FeatureOut.of(existing)
+            return FeatureOut.of(feature)
         relay.wake()
         return FeatureOut.of(feature)
 
