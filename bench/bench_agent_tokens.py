@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service_feature.llm import anthropic
+from service_feature.llm.base import Message, ModelTurn, ToolCall, ToolSpec, Usage
+from service_feature.llm.pricing import price_for
 from service_feature.models import TestResult
 from service_feature.worker.agent import Budget, run_agent
 from service_feature.worker.context import estimate_tokens
-from service_feature.worker.llm import anthropic
-from service_feature.worker.llm.base import Message, ModelTurn, ToolCall, ToolSpec, Usage
-from service_feature.worker.llm.pricing import price_for
 from service_feature.worker.repomap import build_repo_map
 from service_feature.worker.tools import Toolbox
 

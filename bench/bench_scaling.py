@@ -1,6 +1,7 @@
 """Worker scale-out: features delivered per minute with 1, 2 and 4 worker processes.
 
-Each feature's agent is scripted with 200 ms of model latency per turn (8 turns), so a worker spends most
+Each feature's agent is scripted with 200 ms of model latency per turn (8 distinct turns: the stuck
+detector stops an agent repeating itself), so a worker spends most
 of its time waiting on "the model", as real workers do; the test command is trivial so that the executor
 (scaled separately, see docs/deployment.md) is not what is measured. Everything else is real: separate OS
 processes for gateway, reviewer, executor and N workers, a PostgreSQL database of its own, a private
@@ -51,7 +52,12 @@ def run_once(workers: int, features: int, root: Path) -> float:
     origin = create_origin(EXAMPLES / "demo-repo", root / "origin")
     scripts = write_script(
         root / "scripts",
-        [turn(call("list_files", path=".")) for _ in range(5)] + greeting_turns(),
+        [turn(call("list_files", path=path)) for path in ("src", "tests")]
+        + [
+            turn(call("read_file", path=path))
+            for path in ("README.md", "pyproject.toml", "src/demo_app/calculator.py")
+        ]
+        + greeting_turns(),
         latency_ms=TURN_LATENCY_MS,
     )
     cluster = Cluster(

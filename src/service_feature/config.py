@@ -93,12 +93,16 @@ class GatewaySettings(CommonSettings):
     redis_url: str | None = Field(None, alias="REDIS_URL")
 
 
-class WorkerSettings(CommonSettings):
-    service_name: str = Field("feature_worker", alias="SERVICE_NAME")
-    anthropic_api_key: SecretStr | None = Field(None, alias="ANTHROPIC_API_KEY")
+class LLMSettings(CommonSettings):
+    """The model a service talks to; the worker and the reviewer read the same variables.
+
+    `llm.factory.provider_from_settings` turns them into a provider. The scripted provider replays a
+    per-feature transcript for the agent, so `LLM_SCRIPT` is the worker's own.
+    """
+
     llm_provider: Literal["scripted", "anthropic", "openai"] | None = Field(None, alias="LLM_PROVIDER")
-    llm_script: Path | None = Field(None, alias="LLM_SCRIPT")
     llm_model: str | None = Field(None, alias="LLM_MODEL")
+    anthropic_api_key: SecretStr | None = Field(None, alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(None, alias="ANTHROPIC_BASE_URL")
     openai_api_key: SecretStr | None = Field(None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
@@ -106,16 +110,7 @@ class WorkerSettings(CommonSettings):
     llm_timeout_seconds: float = Field(600.0, alias="LLM_TIMEOUT_SECONDS", gt=0)
     llm_max_attempts: int = Field(5, alias="LLM_MAX_ATTEMPTS", ge=1)
     llm_max_retry_wait_seconds: float = Field(60.0, alias="LLM_MAX_RETRY_WAIT_SECONDS", gt=0)
-    max_attempts: int = Field(3, alias="MAX_ATTEMPTS", ge=1)
-    worker_concurrency: int = Field(2, alias="SF_WORKER_CONCURRENCY", ge=1)
-    max_agent_turns: int = Field(40, alias="MAX_AGENT_TURNS", ge=1)
-    max_tokens_per_feature: int = Field(2_000_000, alias="MAX_TOKENS_PER_FEATURE", ge=1)
-    max_cost_usd_per_feature: float = Field(5.0, alias="MAX_COST_USD_PER_FEATURE", gt=0)
     llm_context_tokens: int = Field(200_000, alias="LLM_CONTEXT_TOKENS", ge=1000)
-    repo_map_tokens: int = Field(2_000, alias="REPO_MAP_TOKENS", ge=0)
-    tool_timeout_seconds: float = Field(600.0, alias="SF_TOOL_TIMEOUT_SECONDS", gt=0)
-    git_author_name: str = Field("Service Feature", alias="SF_GIT_AUTHOR_NAME")
-    git_author_email: str = Field("service-feature@localhost", alias="SF_GIT_AUTHOR_EMAIL")
 
     @property
     def resolved_llm_provider(self) -> str:
@@ -124,12 +119,32 @@ class WorkerSettings(CommonSettings):
         return "anthropic" if self.anthropic_api_key else "scripted"
 
 
-class ReviewerSettings(CommonSettings):
+class WorkerSettings(LLMSettings):
+    service_name: str = Field("feature_worker", alias="SERVICE_NAME")
+    llm_script: Path | None = Field(None, alias="LLM_SCRIPT")
+    max_attempts: int = Field(3, alias="MAX_ATTEMPTS", ge=1)
+    worker_concurrency: int = Field(2, alias="SF_WORKER_CONCURRENCY", ge=1)
+    max_agent_turns: int = Field(40, alias="MAX_AGENT_TURNS", ge=1)
+    max_tokens_per_feature: int = Field(2_000_000, alias="MAX_TOKENS_PER_FEATURE", ge=1)
+    max_cost_usd_per_feature: float = Field(5.0, alias="MAX_COST_USD_PER_FEATURE", gt=0)
+    repo_map_tokens: int = Field(2_000, alias="REPO_MAP_TOKENS", ge=0)
+    tool_timeout_seconds: float = Field(600.0, alias="SF_TOOL_TIMEOUT_SECONDS", gt=0)
+    git_author_name: str = Field("Service Feature", alias="SF_GIT_AUTHOR_NAME")
+    git_author_email: str = Field("service-feature@localhost", alias="SF_GIT_AUTHOR_EMAIL")
+
+
+class ReviewerSettings(LLMSettings):
     service_name: str = Field("feature_reviewer", alias="SERVICE_NAME")
     max_risk_score: int = Field(50, alias="MAX_RISK_SCORE", ge=0, le=100)
     max_critical_issues: int = Field(0, alias="MAX_CRITICAL_ISSUES", ge=0)
     block_on_secrets: bool = Field(True, alias="BLOCK_ON_SECRETS")
     max_changed_lines: int = Field(2000, alias="SF_REVIEW_MAX_CHANGED_LINES", ge=1)
+    llm_review: bool = Field(True, alias="LLM_REVIEW")
+
+    @property
+    def model_review_enabled(self) -> bool:
+        """A model reviews the diff when a real provider (not scripted) is configured and LLM_REVIEW is on."""
+        return self.llm_review and self.resolved_llm_provider != "scripted"
 
 
 class ExecutorSettings(CommonSettings):

@@ -68,6 +68,9 @@ def check_repository_url(url: str, *, allow_local: bool, allowlist: Sequence[str
             raise RepositoryRefused(
                 "local repositories are not allowed here (set ALLOW_LOCAL_REPOSITORIES=true to allow them)"
             )
+        # A relative path would mean whatever each service's working directory makes of it.
+        if not scheme and not url.startswith("/"):
+            raise RepositoryRefused("a local repository_url must be an absolute path or a file:// URL")
         return url
     raise RepositoryRefused(f"repository_url scheme '{scheme}' is not allowed; use https or ssh")
 
@@ -257,12 +260,16 @@ class Git:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    async def mirror(self, url: str) -> Path:
-        """Clone a bare mirror on first use, fetch into it afterwards; returns its path. A mirror larger
+    async def mirror(self, url: str, *, commit: str | None = None) -> Path:
+        """Clone a bare mirror on first use, fetch into it afterwards; returns its path. With `commit`, a
+        mirror that already has it is used as it is: later steps of a feature need its base commit, not the
+        newest branches, and skipping the fetch saves a round trip to the remote per step. A mirror larger
         than `max_repository_mb` is deleted and refused."""
         pin = await self._vet(url)
         depth = [f"--depth={self.clone_depth}"] if self.clone_depth else []
         path = self.mirror_path(url)
+        if commit is not None and (path / "HEAD").exists() and await self._has_commit(path, commit):
+            return path
         async with self._locked(path):
             if (path / "HEAD").exists():
                 await self.run(
@@ -303,6 +310,13 @@ class Git:
                 f"repository is {size / 1024 / 1024:.0f} MB, over the limit of {self.max_repository_mb} MB "
                 "(SF_MAX_REPOSITORY_MB)"
             )
+
+    async def _has_commit(self, mirror: Path, commit: str) -> bool:
+        try:
+            await self.run("--git-dir", str(mirror), "cat-file", "-e", f"{commit}^{{commit}}")
+        except GitError:
+            return False
+        return True
 
     async def resolve_branch(self, mirror: Path, branch: str) -> str:
         try:

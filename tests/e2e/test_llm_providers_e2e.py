@@ -1,16 +1,18 @@
 """Whole features through the HTTP API with LLM_PROVIDER=anthropic and =openai, each against a local server
 speaking the provider's wire format (the official SDK over real HTTP), on a real git origin, to a delivered
-branch."""
+branch. The same server answers the agent and the reviewer's model review, told apart by the tool offered."""
 
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from service_feature.worker.llm.base import Usage
-from service_feature.worker.llm.pricing import cost_usd
+from service_feature.llm.base import Usage
+from service_feature.llm.pricing import cost_usd
+from service_feature.reviewer.model_review import TOOL_NAME
 from tests.support.llm_servers import (
     AnthropicWireServer,
     Call,
@@ -46,6 +48,7 @@ class Wire:
     validate: Callable[[Any], str | None]
     system: Callable[[dict[str, Any]], str]
     prefix: Callable[[dict[str, Any]], Any]  # the part of a request that must not change between turns
+    tools: Callable[[dict[str, Any]], list[str]]  # the names of the tools a request offers
 
 
 ANTHROPIC = Wire(
@@ -59,6 +62,7 @@ ANTHROPIC = Wire(
     validate=validate_anthropic_request,
     system=lambda body: str(body["system"][0]["text"]),
     prefix=lambda body: (body["system"], body["tools"]),
+    tools=lambda body: [tool["name"] for tool in body["tools"]],
 )
 OPENAI = Wire(
     kind="openai",
@@ -75,7 +79,28 @@ OPENAI = Wire(
     validate=validate_openai_request,
     system=lambda body: str(body["messages"][0]["content"]),
     prefix=lambda body: (body["messages"][0], body["tools"]),
+    tools=lambda body: [tool["function"]["name"] for tool in body["tools"]],
 )
+NO_FINDINGS = {"findings": [], "summary": "adds greet() with a test"}
+
+
+@dataclass
+class AgentAndReviewer:
+    """Answers the agent's turns in order and the reviewer with its report, told apart by the tool offered."""
+
+    wire: Wire
+    report: dict[str, Any]
+    agent: deque[list[Call]] = field(default_factory=lambda: deque(CALLS))
+
+    def is_review(self, request: RecordedRequest) -> bool:
+        return TOOL_NAME in self.wire.tools(request.body)
+
+    def __call__(self, request: RecordedRequest) -> ScriptedResponse:
+        calls = [Call(TOOL_NAME, self.report)] if self.is_review(request) else self.agent.popleft()
+        return self.wire.respond(calls)
+
+    def responses(self) -> list["AgentAndReviewer"]:
+        return [self] * (len(self.agent) + 1)
 
 
 def _env(wire: Wire, server: AnthropicWireServer | OpenAIWireServer, api_key: str) -> dict[str, str]:
@@ -87,19 +112,21 @@ def _env(wire: Wire, server: AnthropicWireServer | OpenAIWireServer, api_key: st
 async def test_a_feature_is_built_by_the_provider_over_its_wire_format(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, origin: Path, scripts: Path, wire: Wire
 ) -> None:
-    with wire.server([wire.respond(calls) for calls in CALLS]) as server:
+    answers = AgentAndReviewer(wire, NO_FINDINGS)
+    with wire.server(answers.responses()) as server:
         env = _env(wire, server, server.api_key)
         async with running_platform(tmp_path, monkeypatch, scripts, **env) as api:
             await api.post("/api/v1/features", json=feature_request(origin, "llm1"))
             feature = await wait_for(api, "llm1", FINAL)
             transcript = (await api.get("/api/v1/features/llm1/transcript")).json()["entries"]
-        requests: list[RecordedRequest] = list(server.requests)
+        recorded: list[RecordedRequest] = list(server.requests)
 
     assert feature["status"] == "delivered", feature["failure_reason"]
     assert feature["delivered_branch"] == "feature/llm1"
 
-    assert len(requests) == 3
-    assert [wire.validate(request.body) for request in requests] == [None, None, None]
+    assert [wire.validate(request.body) for request in recorded] == [None] * 4
+    assert [answers.is_review(request) for request in recorded] == [False, False, False, True]
+    requests = recorded[:3]
     system = wire.system(requests[0].body)
     assert "<repository_map>" in system
     assert CALCULATOR_IN_MAP in system
@@ -139,3 +166,39 @@ async def test_a_bad_api_key_fails_the_feature_with_authentication_failed(
     assert feature["status"] == "failed"
     assert f"{wire.kind}: authentication failed (HTTP 401)" in feature["failure_reason"]
     assert remaining == len(CALLS)  # nothing was answered
+
+
+@pytest.mark.parametrize("wire", [ANTHROPIC, OPENAI], ids=lambda wire: wire.kind)
+async def test_a_high_finding_of_the_model_review_holds_the_feature_for_a_person(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, origin: Path, scripts: Path, wire: Wire
+) -> None:
+    layering = {
+        "rule_id": "layering",
+        "category": "architecture",
+        "severity": "high",
+        "file": "src/demo_app/greeting.py",
+        "line": 1,
+        "message": "greet() belongs in the presentation layer",
+    }
+    answers = AgentAndReviewer(wire, {"findings": [layering], "summary": "misplaced"})
+    with wire.server(answers.responses()) as server:
+        env = _env(wire, server, server.api_key)
+        async with running_platform(tmp_path, monkeypatch, scripts, MAX_RISK_SCORE="50", **env) as api:
+            await api.post("/api/v1/features", json=feature_request(origin, "llm2"))
+            feature = await wait_for(api, "llm2", FINAL)
+            review = (await api.get("/api/v1/features/llm2/review")).json()
+        review_requests = [request for request in server.requests if answers.is_review(request)]
+
+    assert feature["status"] == "awaiting_approval", feature["failure_reason"]
+    assert review["decision"] == "needs_human"
+    assert {
+        "rule_id": "llm.layering",
+        "category": "architecture",
+        "severity": "high",
+        "file": "src/demo_app/greeting.py",
+        "line": 1,
+        "message": "greet() belongs in the presentation layer",
+    } in review["findings"]
+    assert review["reasons"][0] == f"risk score {review['risk_score']} exceeds MAX_RISK_SCORE=50"
+    [review_request] = review_requests
+    assert "+def greet(name: str) -> str:" in str(review_request.body["messages"])

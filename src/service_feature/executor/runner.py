@@ -153,7 +153,7 @@ class TestRunner:
                 command="", sandbox=self._sandbox.name, exit_code=None, errored=1, output_tail=missing
             )
         async with self._slots:
-            mirror = await self._git.mirror(spec.repository_url)
+            mirror = await self._git.mirror(spec.repository_url, commit=spec.base_commit)
             async with self._worktree(spec, mirror, "patched") as workdir:
                 await self._git.apply(workdir, spec.diff)
                 base_files = await self._dependency_files(toolchain, mirror, spec.base_commit)

@@ -2,11 +2,15 @@
 
 Approve moves the feature to `delivering` and asks the worker to deliver; reject ends it; needs_human
 parks it in `awaiting_approval`. The decision, score and findings are stored with the feature.
+
+When a real LLM provider is configured (and LLM_REVIEW is not false), a model reviews the diff first
+(`model_review.py`) and its findings join the scanners'. Its calls wait at the kill switch like the agent's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import uuid
 
@@ -20,9 +24,14 @@ from service_feature.events import Envelope, EventType, Subjects
 from service_feature.git import Git
 from service_feature.killswitch import KillSwitch
 from service_feature.lifecycle import FeatureStatus
+from service_feature.llm.base import LLMProvider, ProviderError
+from service_feature.llm.factory import provider_from_settings
+from service_feature.llm.gated import GatedProvider
+from service_feature.llm.pricing import cost_usd
 from service_feature.metrics import STAGE_DURATION
-from service_feature.models import Decision, FeatureRequest, TestResult
+from service_feature.models import Decision, FeatureRequest, Finding, Specification, TestResult
 from service_feature.reviewer.killswitch_routes import killswitch_router
+from service_feature.reviewer.model_review import MAX_DIFF_CHARS, failure_finding, model_review
 from service_feature.reviewer.review import ReviewInput, ReviewPolicy, review
 from service_feature.store.database import Database
 from service_feature.store.features import (
@@ -83,6 +92,34 @@ class ReviewerService:
     def router(self, auth: Authenticator) -> APIRouter:
         return killswitch_router(self._database, self._bus, self._switch, auth)
 
+    async def _model_findings(self, execution_id: str, spec: Specification, diff: str) -> list[Finding]:
+        """The model's findings on the diff; none when no real provider is configured."""
+        if not self._settings.model_review_enabled or not diff.strip():
+            return []
+        try:
+            provider = self._model
+        except ProviderError as error:  # e.g. LLM_PROVIDER=openai without a key or a base URL
+            return [failure_finding(error)]
+        # Half the model's window for the diff, at about four characters a token.
+        budget = min(MAX_DIFF_CHARS, self._settings.llm_context_tokens * 2)
+        result = await model_review(provider, spec, diff, max_diff_chars=budget)
+        log.info(
+            "reviewer.model_review",
+            execution_id=execution_id,
+            model=result.model,
+            findings=[finding.rule_id for finding in result.findings],
+            summary=result.summary,
+            input_tokens=result.usage.input_tokens,
+            output_tokens=result.usage.output_tokens,
+            cost_usd=round(cost_usd(result.model, result.usage), 6),
+        )
+        return result.findings
+
+    @functools.cached_property
+    def _model(self) -> LLMProvider:
+        """One client per process, behind the kill switch: no model call starts while it is engaged."""
+        return GatedProvider(provider_from_settings(self._settings), self._switch.wait_released)
+
     async def handle_review_requested(self, delivery: Delivery) -> None:
         execution_id = delivery.envelope.execution_id
         attempt = int(delivery.envelope.payload["attempt"])
@@ -97,7 +134,8 @@ class ReviewerService:
         assert patch is not None and base_commit is not None
         tests = TestResult.model_validate(execution.result) if execution else None
         with STAGE_DURATION.labels("review").time():
-            mirror = await self._git.mirror(request.repository_url)
+            model_findings = await self._model_findings(execution_id, request.specification, patch.diff)
+            mirror = await self._git.mirror(request.repository_url, commit=base_commit)
             run = self._git.root / "reviews" / f"{execution_id}-{uuid.uuid4().hex[:8]}"
             patched, base = run / "patched", run / "base"
             try:
@@ -105,7 +143,12 @@ class ReviewerService:
                 await self._git.apply(patched, patch.diff)
                 await self._git.worktree(mirror, base, base_commit)
                 subject = ReviewInput(
-                    request.specification, patch.diff, tests, patched_tree=patched, base_tree=base
+                    request.specification,
+                    patch.diff,
+                    tests,
+                    patched_tree=patched,
+                    extra_findings=model_findings,
+                    base_tree=base,
                 )
                 # The scanners read files and run bandit: off the event loop.
                 result = await asyncio.to_thread(review, subject, self._policy)

@@ -14,21 +14,18 @@ What the loop guards, and why:
   budget stops the next call; it does not undo a call that crossed it (a `finish` in that answer counts).
 - **Context.** Before every call the history is condensed to fit the model's window (`context.py`).
 - **Secrets.** Tool results are redacted before the model sees them and before they are recorded; every
-  recorded entry is redacted as a whole (`redact.py`). A write that would put a `[REDACTED:…]`
+  recorded entry is redacted as a whole (`llm/redact.py`). A write that would put a `[REDACTED:…]`
   placeholder into a file is refused: it would overwrite the real secret.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from service_feature.models import Specification
-from service_feature.worker.context import ContextOverflow, ContextWindow, prefix_tokens
-from service_feature.worker.llm.base import (
+from service_feature.llm.base import (
     AssistantMessage,
     LLMProvider,
     Message,
@@ -37,8 +34,11 @@ from service_feature.worker.llm.base import (
     Usage,
     UserMessage,
 )
-from service_feature.worker.llm.pricing import cost_usd
-from service_feature.worker.redact import MARKER, redact, redact_value
+from service_feature.llm.pricing import cost_usd
+from service_feature.llm.prompt import fence, specification_text
+from service_feature.llm.redact import MARKER, redact, redact_value
+from service_feature.models import Specification
+from service_feature.worker.context import ContextOverflow, ContextWindow, prefix_tokens
 from service_feature.worker.tools import TOOL_SPECS, Toolbox, ToolOutcome
 
 _STUCK_REPEATS = 3
@@ -95,12 +95,6 @@ class AgentResult:
 Recorder = Callable[[str, dict[str, Any]], None]
 
 
-def fence(tag: str, text: str) -> str:
-    """`text` between <tag> and </tag>; a closing tag inside it is defused so it cannot end the fence."""
-    defused = re.sub(rf"</(\s*{tag})", r"<\\/\1", text, flags=re.IGNORECASE)
-    return f"<{tag}>\n{defused}\n</{tag}>"
-
-
 def system_prompt(repo_map: str) -> str:
     """The rules, then the repository map (the stable, cacheable prefix of every turn)."""
     if not repo_map:
@@ -112,14 +106,7 @@ def system_prompt(repo_map: str) -> str:
 
 
 def task_message(specification: Specification, feedback: str | None = None) -> str:
-    requirements = "\n".join(f"- {item}" for item in specification.requirements) or "- (none given)"
-    targets = "\n".join(f"- {item}" for item in specification.target_files) or "- (not specified)"
-    text = fence(
-        "feature_request",
-        f"Title: {specification.title}\nLanguage: {specification.language.value}\n"
-        f"Description:\n{specification.description}\n"
-        f"Requirements:\n{requirements}\nTarget files:\n{targets}",
-    )
+    text = fence("feature_request", specification_text(specification))
     if feedback:
         text += "\n\nThe previous attempt's change is in the working tree, but its tests failed:\n" + fence(
             "test_results", redact(feedback)

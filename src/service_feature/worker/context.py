@@ -34,7 +34,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from service_feature.worker.llm.base import (
+from service_feature.llm.base import (
     AssistantMessage,
     Message,
     ToolCall,

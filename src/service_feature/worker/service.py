@@ -24,6 +24,11 @@ from service_feature.events import Envelope, EventType, Subjects
 from service_feature.git import Author, Git, GitError, RepositoryRefused
 from service_feature.killswitch import KillSwitch
 from service_feature.lifecycle import FeatureStatus
+from service_feature.llm.base import LLMProvider, ProviderError, Usage
+from service_feature.llm.factory import provider_from_settings
+from service_feature.llm.gated import GatedProvider
+from service_feature.llm.pricing import cost_usd, price_for
+from service_feature.llm.scripted import ScriptedProvider, load_script
 from service_feature.metrics import LLM_COST, LLM_TOKENS, STAGE_DURATION
 from service_feature.models import FeatureRequest, TestResult
 from service_feature.patchcheck import check_patch_paths
@@ -41,12 +46,6 @@ from service_feature.store.features import (
 from service_feature.store.outbox import OutboxRelay
 from service_feature.store.tables import Feature, Patch, TranscriptEntry
 from service_feature.worker.agent import AgentError, Budget, Recorder, run_agent, task_message
-from service_feature.worker.llm.base import LLMProvider, ProviderError, Usage
-from service_feature.worker.llm.factory import create_provider
-from service_feature.worker.llm.gated import GatedProvider
-from service_feature.worker.llm.pricing import cost_usd, price_for
-from service_feature.worker.llm.retry import RetryPolicy
-from service_feature.worker.llm.scripted import ScriptedProvider, load_script
 from service_feature.worker.repomap import build_repo_map
 from service_feature.worker.tools import Toolbox, describe_tests
 
@@ -117,7 +116,7 @@ class WorkerService:
 
         try:
             with STAGE_DURATION.labels("checkout").time():
-                mirror = await self._git.mirror(request.repository_url)
+                mirror = await self._git.mirror(request.repository_url, commit=base_commit)
                 if base_commit is None:
                     base_commit = await self._git.resolve_branch(mirror, request.branch)
                 worktree = await self._git.worktree(
@@ -232,20 +231,7 @@ class WorkerService:
     @functools.cached_property
     def _api_provider(self) -> LLMProvider:
         """One client per process for a real API: features share its connection pool."""
-        settings = self._settings
-        kind = settings.resolved_llm_provider
-        secret = settings.anthropic_api_key if kind == "anthropic" else settings.openai_api_key
-        return create_provider(
-            kind,
-            model=settings.llm_model,
-            api_key=secret.get_secret_value() if secret else None,
-            base_url=settings.anthropic_base_url if kind == "anthropic" else settings.openai_base_url,
-            max_tokens=settings.llm_max_tokens,
-            timeout=settings.llm_timeout_seconds,
-            retry=RetryPolicy(
-                max_attempts=settings.llm_max_attempts, max_wait=settings.llm_max_retry_wait_seconds
-            ),
-        )
+        return provider_from_settings(self._settings)
 
     async def _run_tests_now(self, request: FeatureRequest, base_commit: str, worktree: Path) -> TestResult:
         """The agent's run_tests tool: an interactive executor run of the current working tree."""
@@ -348,7 +334,7 @@ class WorkerService:
         path = self._worktree_path(request.execution_id)
         try:
             with STAGE_DURATION.labels("delivery").time():
-                mirror = await self._git.mirror(request.repository_url)
+                mirror = await self._git.mirror(request.repository_url, commit=base_commit)
                 worktree = await self._git.worktree(mirror, path, base_commit)
                 if refusal := await refuse_unsafe(self._git, worktree, base_commit, patch.diff):
                     await self.fail(request.execution_id, refusal)
@@ -421,7 +407,12 @@ def _recorder(transcript: list[tuple[str, dict[str, Any]]], provider: str) -> Re
     return record
 
 
+_FINDINGS_IN_MESSAGE = 20
+
+
 def commit_message(request: FeatureRequest, summary: str, review: dict[str, Any] | None) -> str:
+    """The delivered commit's message: the request, the agent's summary, and the review that let it
+    through (decision, score, reasons, findings), so the branch explains itself without the platform."""
     spec = request.specification
     lines = [spec.title, ""]
     if spec.description:
@@ -433,6 +424,20 @@ def commit_message(request: FeatureRequest, summary: str, review: dict[str, Any]
     if review:
         lines += [f"Review: {review.get('decision')} (risk score {review.get('risk_score')})"]
         lines += [f"- {reason}" for reason in review.get("reasons", [])]
+        findings = review.get("findings", [])
+        if findings:
+            lines += ["", "Findings:"]
+            for finding in findings[:_FINDINGS_IN_MESSAGE]:
+                where = (
+                    f" {finding['file']}:{finding.get('line') or ''}".rstrip(":")
+                    if finding.get("file")
+                    else ""
+                )
+                lines += [f"- [{finding['severity']}] {finding['rule_id']}{where}: {finding['message']}"]
+            if len(findings) > _FINDINGS_IN_MESSAGE:
+                lines += [
+                    f"- … and {len(findings) - _FINDINGS_IN_MESSAGE} more (GET /api/v1/features/<id>/review)"
+                ]
         lines += [""]
     lines += [f"Execution-Id: {request.execution_id}"]
     return "\n".join(lines) + "\n"

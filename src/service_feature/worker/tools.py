@@ -16,8 +16,8 @@ from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from service_feature.llm.base import ToolSpec
 from service_feature.models import TestResult
-from service_feature.worker.llm.base import ToolSpec
 
 _MAX_LISTED = 2000
 _MAX_MATCHES = 200

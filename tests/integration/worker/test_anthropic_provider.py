@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import httpx
 import pytest
 
-from service_feature.worker.llm.anthropic import AnthropicProvider
-from service_feature.worker.llm.base import (
+from service_feature.llm.anthropic import AnthropicProvider
+from service_feature.llm.base import (
     AssistantMessage,
     Message,
     ModelTurn,
@@ -18,9 +18,9 @@ from service_feature.worker.llm.base import (
     ToolSpec,
     UserMessage,
 )
-from service_feature.worker.llm.factory import create_provider
-from service_feature.worker.llm.openai import OpenAIProvider
-from service_feature.worker.llm.retry import RetryPolicy
+from service_feature.llm.factory import create_provider
+from service_feature.llm.openai import OpenAIProvider
+from service_feature.llm.retry import RetryPolicy
 from tests.support.llm_servers import (
     AnthropicWireServer,
     Call,

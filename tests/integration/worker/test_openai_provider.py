@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from service_feature.worker.llm.base import (
+from service_feature.llm.base import (
     AssistantMessage,
     Message,
     ModelTurn,
@@ -15,9 +15,9 @@ from service_feature.worker.llm.base import (
     ToolSpec,
     UserMessage,
 )
-from service_feature.worker.llm.factory import create_provider
-from service_feature.worker.llm.openai import LOCAL_SERVER_API_KEY, OpenAIProvider
-from service_feature.worker.llm.retry import RetryPolicy
+from service_feature.llm.factory import create_provider
+from service_feature.llm.openai import LOCAL_SERVER_API_KEY, OpenAIProvider
+from service_feature.llm.retry import RetryPolicy
 from tests.support.llm_servers import (
     Call,
     OpenAIWireServer,

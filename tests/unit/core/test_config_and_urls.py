@@ -60,3 +60,7 @@ def test_refused_urls(url: str, message: str) -> None:
 
 def test_local_urls_when_allowed() -> None:
     assert check_repository_url("/srv/repo.git", allow_local=True) == "/srv/repo.git"
+    assert check_repository_url("file:///srv/repo.git", allow_local=True) == "file:///srv/repo.git"
+    for relative in (".", "repo", "../repo.git"):
+        with pytest.raises(RepositoryRefused, match="absolute path"):
+            check_repository_url(relative, allow_local=True)

@@ -3,6 +3,18 @@ from typing import Any
 
 import pytest
 
+from service_feature.llm import anthropic
+from service_feature.llm.base import (
+    Message,
+    ModelTurn,
+    ProviderError,
+    ToolCall,
+    ToolResultMessage,
+    ToolSpec,
+    Usage,
+    UserMessage,
+)
+from service_feature.llm.scripted import Script, ScriptedProvider, load_script
 from service_feature.models import Language, Specification, TestResult
 from service_feature.worker.agent import (
     SYSTEM_PROMPT,
@@ -13,18 +25,6 @@ from service_feature.worker.agent import (
     task_message,
 )
 from service_feature.worker.context import ContextWindow, prefix_tokens
-from service_feature.worker.llm import anthropic
-from service_feature.worker.llm.base import (
-    Message,
-    ModelTurn,
-    ProviderError,
-    ToolCall,
-    ToolResultMessage,
-    ToolSpec,
-    Usage,
-    UserMessage,
-)
-from service_feature.worker.llm.scripted import Script, ScriptedProvider, load_script
 from service_feature.worker.tools import TOOL_SPECS, Toolbox
 from tests.support.llm_servers import validate_anthropic_request
 from tests.support.platform import call, turn, write_script
@@ -310,3 +310,43 @@ async def test_a_long_session_is_condensed_to_fit_the_window(tmp_path: Path) -> 
     assert condensations[0]["estimated_tokens_after"] < condensations[0]["estimated_tokens_before"]
     assert len(condensations) < 10  # hysteresis: not a condensation on every turn
     assert [kind for kind, _ in entries].count("model") == 31
+
+
+def test_the_commit_message_carries_the_review() -> None:
+    from service_feature.models import FeatureRequest
+    from service_feature.worker.service import commit_message
+
+    request = FeatureRequest.model_validate(
+        {
+            "execution_id": "msg1",
+            "repository_url": "https://example.com/r.git",
+            "specification": {"title": "Add greeting", "requirements": ["Greet"], "language": "python"},
+        }
+    )
+    review = {
+        "decision": "approve",
+        "risk_score": 5,
+        "reasons": ["risk score 5 is within MAX_RISK_SCORE=50"],
+        "findings": [
+            {
+                "rule_id": "policy.outside-targets",
+                "severity": "low",
+                "file": "README.md",
+                "line": 3,
+                "message": "a file outside target_files changed",
+            },
+            {
+                "rule_id": "semgrep.missing",
+                "severity": "info",
+                "file": None,
+                "line": None,
+                "message": "not run",
+            },
+        ],
+    }
+    message = commit_message(request, "added greet()", review)
+    assert message.startswith("Add greeting\n\nRequirements:\n- Greet\n")
+    assert "Review: approve (risk score 5)\n- risk score 5 is within MAX_RISK_SCORE=50\n" in message
+    assert "- [low] policy.outside-targets README.md:3: a file outside target_files changed\n" in message
+    assert "- [info] semgrep.missing: not run\n" in message
+    assert message.endswith("Execution-Id: msg1\n")

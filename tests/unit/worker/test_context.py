@@ -4,20 +4,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service_feature.llm import anthropic, openai
+from service_feature.llm.base import (
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolResultMessage,
+    UserMessage,
+)
 from service_feature.worker.context import (
     ContextOverflow,
     ContextWindow,
     estimate_tokens,
     message_tokens,
     prefix_tokens,
-)
-from service_feature.worker.llm import anthropic, openai
-from service_feature.worker.llm.base import (
-    AssistantMessage,
-    Message,
-    ToolCall,
-    ToolResultMessage,
-    UserMessage,
 )
 from service_feature.worker.tools import TOOL_SPECS
 from tests.support.llm_servers import validate_anthropic_request, validate_openai_request

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service_feature.worker.llm.base import Usage
-from service_feature.worker.llm.pricing import (
+from service_feature.llm.base import Usage
+from service_feature.llm.pricing import (
     BUILTIN_PRICES,
     PRICES_ENV,
     Price,

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from service_feature.worker.redact import MARKER, redact, redact_value
+from service_feature.llm.redact import MARKER, redact, redact_value
 
-WORKER_SOURCES = Path(__file__).resolve().parents[3] / "src" / "service_feature" / "worker"
+PACKAGE = Path(__file__).resolve().parents[3] / "src" / "service_feature"
 
 # Built at run time so that this file does not itself hold anything a secret scanner would flag.
 ANTHROPIC = "sk-ant-" + "api03-" + "Xy7" * 12
@@ -87,9 +87,14 @@ def test_ordinary_code_is_left_alone() -> None:
     assert redact(ORDINARY_CODE) == ORDINARY_CODE
 
 
-def test_the_workers_own_sources_are_ordinary_code() -> None:
-    sources = [p for p in sorted(WORKER_SOURCES.rglob("*.py")) if p.name != "redact.py"]
-    assert len(sources) > 5
+def test_the_agents_and_providers_own_sources_are_ordinary_code() -> None:
+    sources = [
+        path
+        for folder in ("worker", "llm")
+        for path in sorted((PACKAGE / folder).rglob("*.py"))
+        if path.name != "redact.py"
+    ]
+    assert len(sources) > 10
     for path in sources:
         text = path.read_text()
         assert redact(text) == text, path

@@ -1,4 +1,4 @@
-"""Build the configured LLM provider by name (the worker's LLM_PROVIDER).
+"""Build the configured LLM provider: by name, or from the LLM_* settings the worker and the reviewer share.
 
 The scripted provider is not built here: it replays a per-feature transcript from a position the worker
 keeps, so the worker constructs it itself.
@@ -10,10 +10,11 @@ OPENAI_BASE_URL).
 
 from __future__ import annotations
 
-from service_feature.worker.llm.anthropic import AnthropicProvider
-from service_feature.worker.llm.base import LLMProvider
-from service_feature.worker.llm.openai import OpenAIProvider
-from service_feature.worker.llm.retry import RetryPolicy
+from service_feature.config import LLMSettings
+from service_feature.llm.anthropic import AnthropicProvider
+from service_feature.llm.base import LLMProvider
+from service_feature.llm.openai import OpenAIProvider
+from service_feature.llm.retry import RetryPolicy
 
 PROVIDER_KINDS = ("anthropic", "openai")
 
@@ -50,3 +51,21 @@ def create_provider(
             )
         case _:
             raise ValueError(f"unknown LLM provider {kind!r}: expected one of {', '.join(PROVIDER_KINDS)}")
+
+
+def provider_from_settings(settings: LLMSettings) -> LLMProvider:
+    """The real provider LLM_PROVIDER names, with the key, base URL, limits and retries of `settings`."""
+    kind = settings.resolved_llm_provider
+    anthropic = kind == "anthropic"
+    secret = settings.anthropic_api_key if anthropic else settings.openai_api_key
+    return create_provider(
+        kind,
+        model=settings.llm_model,
+        api_key=secret.get_secret_value() if secret else None,
+        base_url=settings.anthropic_base_url if anthropic else settings.openai_base_url,
+        max_tokens=settings.llm_max_tokens,
+        timeout=settings.llm_timeout_seconds,
+        retry=RetryPolicy(
+            max_attempts=settings.llm_max_attempts, max_wait=settings.llm_max_retry_wait_seconds
+        ),
+    )

@@ -30,7 +30,7 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageFunctionToolCall
 
-from service_feature.worker.llm.base import (
+from service_feature.llm.base import (
     AssistantMessage,
     Message,
     ModelTurn,
@@ -41,7 +41,7 @@ from service_feature.worker.llm.base import (
     Usage,
     UserMessage,
 )
-from service_feature.worker.llm.retry import CallFailure, RetryPolicy, call_with_retries
+from service_feature.llm.retry import CallFailure, RetryPolicy, call_with_retries
 
 DEFAULT_MODEL = "gpt-6.1-terra"
 DEFAULT_TIMEOUT_SECONDS = 600.0

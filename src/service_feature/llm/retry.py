@@ -22,7 +22,7 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential_jitter
 
-from service_feature.worker.llm.base import ProviderError
+from service_feature.llm.base import ProviderError
 
 log = structlog.get_logger(__name__)
 

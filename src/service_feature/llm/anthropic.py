@@ -30,7 +30,7 @@ import anthropic
 from anthropic.types import Message as SdkMessage
 from anthropic.types import TextBlock, ToolUseBlock
 
-from service_feature.worker.llm.base import (
+from service_feature.llm.base import (
     AssistantMessage,
     Message,
     ModelTurn,
@@ -41,7 +41,7 @@ from service_feature.worker.llm.base import (
     Usage,
     UserMessage,
 )
-from service_feature.worker.llm.retry import CallFailure, RetryPolicy, call_with_retries
+from service_feature.llm.retry import CallFailure, RetryPolicy, call_with_retries
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_MAX_TOKENS = 16_384

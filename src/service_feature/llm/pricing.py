@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from service_feature.worker.llm.base import Usage
+from service_feature.llm.base import Usage
 
 PRICES_ENV = "LLM_PRICES_JSON"
 

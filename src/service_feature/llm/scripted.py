@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service_feature.worker.llm.base import Message, ModelTurn, ProviderError, ToolCall, ToolSpec, Usage
+from service_feature.llm.base import Message, ModelTurn, ProviderError, ToolCall, ToolSpec, Usage
 
 
 class ScriptedCall(BaseModel):

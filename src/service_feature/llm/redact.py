@@ -1,4 +1,4 @@
-"""Secrets out of what the agent stores and what it sends to the model.
+"""Secrets out of what is sent to a model provider and what is stored from a conversation with one.
 
 A repository or a test run may print credentials: a `.env` file the model reads, a test failure that dumps a
 configuration. Tool output is stored in the transcript (readable through the API) and sent to a third-party
@@ -16,8 +16,8 @@ alone — a word of letters, `_`, `.` and `-` only (`password = user.password`, 
 (`${DB_PASSWORD}`, `{{ vault_token }}`, `sk-ant-...`). The price: an all-letters password
 (`PASSWORD=changeme`) is kept. A password in a URL is always redacted: the URL is a credential.
 
-This module is only the worker's safety net for transcripts and prompts; the reviewer's secret scanner judges
-patches with its own, broader detectors.
+This module is only a safety net for transcripts and prompts (the agent's tool results, the diff the reviewer
+shows its model); the reviewer's secret scanner judges patches with its own, broader detectors.
 """
 
 from __future__ import annotations

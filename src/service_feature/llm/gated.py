@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from service_feature.bus.base import Gate
-from service_feature.worker.llm.base import LLMProvider, Message, ModelTurn, ToolSpec
+from service_feature.llm.base import LLMProvider, Message, ModelTurn, ToolSpec
 
 
 class GatedProvider:
