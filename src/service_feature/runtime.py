@@ -52,6 +52,8 @@ class Service(Protocol):
 
     async def start(self) -> None: ...
 
+    async def stop(self) -> None: ...
+
 
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: the platform owns SIGTERM/SIGINT and shuts down in order."""
@@ -83,6 +85,7 @@ class Platform:
         self.http: _Server | None = None
         self._http_task: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
+        self._services: list[Service] = []
         self.executor: ExecutorService | None = None
         self.switch: KillSwitch | None = None
         self.auth: Authenticator | None = None
@@ -146,6 +149,7 @@ class Platform:
             await bootstrap_admin_key(
                 database, settings.admin_key_file, generate=set(self.services) == set(SERVICES)
             )
+        self._services = started
         for service in started:
             await service.start()
         app = create_app(self.name, {"database": database.ready, "bus": bus.ready}, routers)
@@ -194,6 +198,8 @@ class Platform:
                 await self._http_task
         if self.bus is not None:
             await self.bus.stop_consuming(self.settings.shutdown_grace_seconds)
+        for service in self._services:
+            await service.stop()
         if self.switch is not None:
             await self.switch.stop()
         if self.relay is not None:

@@ -49,6 +49,9 @@ class ExecutorService:
         self._switch = switch
         self._concurrency = concurrency
 
+    async def stop(self) -> None:
+        """Nothing of its own to release: the bus hands back in-flight runs."""
+
     async def start(self) -> None:
         self._switch.on_engage(self.runner.cancel)
         await self._bus.consume(

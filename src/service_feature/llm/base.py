@@ -84,3 +84,6 @@ class LLMProvider(Protocol):
     name: str
 
     async def complete(self, system: str, messages: list[Message], tools: list[ToolSpec]) -> ModelTurn: ...
+
+    async def aclose(self) -> None:
+        """Release the client's connections (a no-op for providers without any)."""

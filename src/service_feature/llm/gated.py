@@ -15,3 +15,6 @@ class GatedProvider:
     async def complete(self, system: str, messages: list[Message], tools: list[ToolSpec]) -> ModelTurn:
         await self._gate()
         return await self._inner.complete(system, messages, tools)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

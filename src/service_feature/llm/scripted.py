@@ -58,6 +58,9 @@ class ScriptedProvider:
         self._script = script
         self._next = start_turn
 
+    async def aclose(self) -> None:
+        """Nothing to release: the script is in memory."""
+
     @property
     def turns_used(self) -> int:
         return self._next

@@ -80,6 +80,10 @@ class ReviewerService:
             max_changed_lines=settings.max_changed_lines,
         )
 
+    async def stop(self) -> None:
+        if "_model" in vars(self):  # built on first use only
+            await self._model.aclose()
+
     async def start(self) -> None:
         await self._bus.consume(
             Subjects.REVIEW_REQUESTED,

@@ -73,6 +73,10 @@ class WorkerService:
         self._relay = relay
         self._git = git
 
+    async def stop(self) -> None:
+        if "_api_provider" in vars(self):  # built on first use only
+            await self._api_provider.aclose()
+
     async def start(self) -> None:
         concurrency = self._settings.worker_concurrency
         consumers = (
