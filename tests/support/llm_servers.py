@@ -41,6 +41,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, ClassVar
 
+from service_feature.llm.base import ToolSpec
+from service_feature.llm.retry import RetryPolicy
+
 TEST_API_KEY = "test-key"
 
 _ids = itertools.count(1)
@@ -724,3 +727,12 @@ def openai_error(
         },
         headers=_retry_headers(retry_after, retry_after_ms),
     )
+
+
+# Shared by the provider tests: retries without real waiting, a system prompt and two tools.
+FAST = RetryPolicy(max_attempts=3, initial_wait=0.001, max_wait=2.0)
+SYSTEM = "You are a careful engineer."
+TOOLS = [
+    ToolSpec("read_file", "Read a file", {"type": "object", "properties": {"path": {"type": "string"}}}),
+    ToolSpec("run_tests", "Run the tests", {"type": "object", "properties": {}}),
+]

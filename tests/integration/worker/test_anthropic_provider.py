@@ -15,13 +15,15 @@ from service_feature.llm.base import (
     ProviderError,
     ToolCall,
     ToolResultMessage,
-    ToolSpec,
     UserMessage,
 )
 from service_feature.llm.factory import create_provider
 from service_feature.llm.openai import OpenAIProvider
 from service_feature.llm.retry import RetryPolicy
 from tests.support.llm_servers import (
+    FAST,
+    SYSTEM,
+    TOOLS,
     AnthropicWireServer,
     Call,
     ScriptedResponse,
@@ -31,13 +33,6 @@ from tests.support.llm_servers import (
     anthropic_tool_use,
     drop_connection,
 )
-
-FAST = RetryPolicy(max_attempts=3, initial_wait=0.001, max_wait=2.0)
-SYSTEM = "You are a careful engineer."
-TOOLS = [
-    ToolSpec("read_file", "Read a file", {"type": "object", "properties": {"path": {"type": "string"}}}),
-    ToolSpec("run_tests", "Run the tests", {"type": "object", "properties": {}}),
-]
 
 
 @pytest.fixture

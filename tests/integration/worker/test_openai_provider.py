@@ -12,13 +12,14 @@ from service_feature.llm.base import (
     ModelTurn,
     ProviderError,
     ToolResultMessage,
-    ToolSpec,
     UserMessage,
 )
 from service_feature.llm.factory import create_provider
 from service_feature.llm.openai import LOCAL_SERVER_API_KEY, OpenAIProvider
-from service_feature.llm.retry import RetryPolicy
 from tests.support.llm_servers import (
+    FAST,
+    SYSTEM,
+    TOOLS,
     Call,
     OpenAIWireServer,
     openai_error,
@@ -26,13 +27,6 @@ from tests.support.llm_servers import (
     openai_text,
     openai_tool_calls,
 )
-
-FAST = RetryPolicy(max_attempts=3, initial_wait=0.001, max_wait=2.0)
-SYSTEM = "You are a careful engineer."
-TOOLS = [
-    ToolSpec("read_file", "Read a file", {"type": "object", "properties": {"path": {"type": "string"}}}),
-    ToolSpec("run_tests", "Run the tests", {"type": "object", "properties": {}}),
-]
 
 
 @pytest.fixture
