@@ -260,8 +260,19 @@ k8s-apply: ## Apply them: migration Job first, then the services (needs a cluste
 
 ## —— Quality ———————————————————————————————————————————————————————————————
 .PHONY: test
-test: install ## Run the whole test suite
-	SF_REQUIRE_BWRAP=1 $(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+test: install toolchains ## Run the whole test suite
+	SF_REQUIRE_BWRAP=1 SF_REQUIRE_TOOLCHAINS=1 $(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+
+.PHONY: toolchains
+toolchains: ## Install the language toolchains the executor's tests run real projects with, where missing
+	@missing=""; \
+	command -v go >/dev/null || missing="$$missing golang-go"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	command -v cargo >/dev/null || [ -x "$$HOME/.cargo/bin/cargo" ] || missing="$$missing cargo"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 .PHONY: lint
 lint: install ## ruff check, ruff format --check, mypy --strict
