@@ -3,6 +3,7 @@ nats-server, the way the distributed deployment runs it (`service-feature <servi
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -136,3 +137,17 @@ async def issue_admin_key(database_url: str) -> str:
         return (await issue_key(database, name="test-admin", role=Role.admin)).secret
     finally:
         await database.close()
+
+
+def prepared_cluster(
+    root: Path, postgres_url: str, nats_url: str, env: dict[str, str]
+) -> tuple[Cluster, dict[str, str]]:
+    """A migrated cluster of a scripted platform, and the headers of an admin key for its API."""
+    cluster = Cluster(
+        root,
+        postgres_url.replace("postgresql+asyncpg://", "postgres://"),
+        nats_url,
+        {"LLM_PROVIDER": "scripted", **env},
+    )
+    cluster.migrate()
+    return cluster, {"Authorization": f"Bearer {asyncio.run(issue_admin_key(postgres_url))}"}

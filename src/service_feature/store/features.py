@@ -26,20 +26,6 @@ from service_feature.store.tables import (
 )
 
 
-class FeatureNotFound(LookupError):
-    pass
-
-
-async def get_feature(session: AsyncSession, execution_id: str, *, for_update: bool = False) -> Feature:
-    statement = select(Feature).where(Feature.execution_id == execution_id)
-    if for_update:
-        statement = statement.with_for_update()
-    feature = (await session.execute(statement)).scalar_one_or_none()
-    if feature is None:
-        raise FeatureNotFound(execution_id)
-    return feature
-
-
 async def find_feature(session: AsyncSession, execution_id: str) -> Feature | None:
     return await session.get(Feature, execution_id)
 
@@ -156,10 +142,6 @@ async def claim_message(session: AsyncSession, consumer: str, event_id: str) -> 
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     result = await session.execute(insert(ProcessedMessage).values(**values).on_conflict_do_nothing())
     return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def already_processed(session: AsyncSession, consumer: str, event_id: str) -> bool:
-    return await session.get(ProcessedMessage, (consumer, event_id)) is not None
 
 
 async def events_of(session: AsyncSession, execution_id: str) -> Sequence[FeatureEvent]:

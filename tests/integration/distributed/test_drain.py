@@ -1,7 +1,6 @@
 """SIGTERM drains a worker: it stops fetching, hands its in-flight step back at once (nak) after the grace
 period, and exits 0; another replica finishes the feature well before the ack wait would have expired."""
 
-import asyncio
 import signal
 import time
 from pathlib import Path
@@ -10,7 +9,7 @@ import httpx
 import pytest
 
 from service_feature.bus.embedded import EmbeddedNatsServer
-from tests.support.cluster import Cluster, issue_admin_key
+from tests.support.cluster import prepared_cluster
 from tests.support.platform import feature_request, greeting_turns, write_script
 
 pytestmark = pytest.mark.xdist_group("cluster")
@@ -22,19 +21,12 @@ def test_sigterm_hands_in_flight_work_to_another_replica(
     tmp_path: Path, origin: Path, scripts: Path, postgres_url: str, nats_server: EmbeddedNatsServer
 ) -> None:
     write_script(scripts, greeting_turns(), latency_ms=1500)
-    cluster = Cluster(
+    cluster, headers = prepared_cluster(
         tmp_path / "cluster",
-        postgres_url.replace("postgresql+asyncpg://", "postgres://"),
+        postgres_url,
         nats_server.url,
-        env={
-            "LLM_PROVIDER": "scripted",
-            "LLM_SCRIPT": str(scripts),
-            "SF_ACK_WAIT_SECONDS": str(ACK_WAIT),
-            "SF_SHUTDOWN_GRACE_SECONDS": "1",
-        },
+        {"LLM_SCRIPT": str(scripts), "SF_ACK_WAIT_SECONDS": str(ACK_WAIT), "SF_SHUTDOWN_GRACE_SECONDS": "1"},
     )
-    cluster.migrate()
-    headers = {"Authorization": f"Bearer {asyncio.run(issue_admin_key(postgres_url))}"}
     gateway = cluster.start("gateway")
     cluster.start("reviewer")
     cluster.start("executor")

@@ -2,7 +2,6 @@
 and another is testing, nothing new starts and the execution stops within a second; after release all
 complete."""
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import httpx
 import pytest
 
 from service_feature.bus.embedded import EmbeddedNatsServer
-from tests.support.cluster import Cluster, issue_admin_key
+from tests.support.cluster import prepared_cluster
 from tests.support.platform import feature_request, greeting_turns, write_script
 
 pytestmark = pytest.mark.xdist_group("cluster")
@@ -32,15 +31,12 @@ def test_engage_pauses_everything_and_release_resumes_it(
 ) -> None:
     write_script(scripts, greeting_turns(), name="default")
     write_script(scripts, greeting_turns(), name="generating", latency_ms=1500)
-    cluster = Cluster(
+    cluster, headers = prepared_cluster(
         tmp_path / "cluster",
-        postgres_url.replace("postgresql+asyncpg://", "postgres://"),
+        postgres_url,
         nats_server.url,
-        env={"LLM_PROVIDER": "scripted", "LLM_SCRIPT": str(scripts), "SF_ACK_WAIT_SECONDS": "3"},
+        {"LLM_SCRIPT": str(scripts), "SF_ACK_WAIT_SECONDS": "3"},
     )
-    cluster.migrate()
-    admin = asyncio.run(issue_admin_key(postgres_url))
-    headers = {"Authorization": f"Bearer {admin}"}
     gateway, reviewer, executor = (
         cluster.start("gateway"),
         cluster.start("reviewer"),

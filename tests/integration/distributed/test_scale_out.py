@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from service_feature.bus.embedded import EmbeddedNatsServer
-from tests.support.cluster import Cluster, issue_admin_key, metric
+from tests.support.cluster import metric, prepared_cluster
 from tests.support.platform import feature_request, greeting_turns, write_script
 
 pytestmark = pytest.mark.xdist_group("cluster")
@@ -34,20 +34,17 @@ def test_three_workers_one_killed_thirty_features_delivered_exactly_once(
     tmp_path: Path, origin: Path, scripts: Path, postgres_url: str, nats_server: EmbeddedNatsServer
 ) -> None:
     write_script(scripts, greeting_turns(), latency_ms=200)
-    cluster = Cluster(
+    cluster, headers = prepared_cluster(
         tmp_path / "cluster",
-        postgres_url.replace("postgresql+asyncpg://", "postgres://"),
+        postgres_url,
         nats_server.url,
-        env={
-            "LLM_PROVIDER": "scripted",
+        {
             "LLM_SCRIPT": str(scripts),
             "SF_ACK_WAIT_SECONDS": "3",
             "MAX_CONCURRENT_EXECUTIONS": "4",
             "SF_WORKER_CONCURRENCY": "2",
         },
     )
-    cluster.migrate()
-    headers = {"Authorization": f"Bearer {asyncio.run(issue_admin_key(postgres_url))}"}
     gateway = cluster.start("gateway")
     reviewer = cluster.start("reviewer")
     executor = cluster.start("executor")
