@@ -152,6 +152,8 @@ class ExecutorSettings(CommonSettings):
     sandbox_enabled: bool = Field(True, alias="SANDBOX_ENABLED")
     sandbox_type: Literal["auto", "bwrap", "docker", "process"] = Field("auto", alias="SANDBOX_TYPE")
     sandbox_memory_limit_mb: int = Field(2048, alias="SANDBOX_MEMORY_LIMIT_MB", ge=64)
+    # The host uid (and gid) bwrap sandboxes run as when the executor is root; 0 means root, on purpose only.
+    sandbox_host_uid: int = Field(65534, alias="SANDBOX_HOST_UID", ge=0, lt=2**32 - 1)
     max_concurrent_executions: int = Field(5, alias="MAX_CONCURRENT_EXECUTIONS", ge=1)
     test_timeout_seconds: float = Field(600.0, alias="SF_TEST_TIMEOUT_SECONDS", gt=0)
     test_output_limit_bytes: int = Field(1_000_000, alias="SF_TEST_OUTPUT_LIMIT_BYTES", ge=1024)

@@ -125,13 +125,7 @@ def with_readonly(sandbox: Sandbox, paths: Sequence[Path]) -> Sandbox:
     Docker is returned as it is (see the module docstring)."""
     if not isinstance(sandbox, BwrapSandbox) or not paths:
         return sandbox
-    # bwrap takes its binds at construction; reuse the probed cgroups rather than probing per run.
-    return BwrapSandbox(
-        network=sandbox.network,
-        readonly_paths=(*sandbox._readonly, *paths),
-        cgroup_support=sandbox._cgroups,
-        bwrap=sandbox._bwrap,
-    )
+    return sandbox.with_readonly(paths)
 
 
 @contextlib.asynccontextmanager

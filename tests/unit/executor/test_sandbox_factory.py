@@ -14,18 +14,21 @@ from service_feature.executor.sandbox.bwrap import BwrapSandbox
 from service_feature.executor.sandbox.cgroups import CgroupSupport
 from service_feature.executor.sandbox.docker import DockerSandbox
 from service_feature.executor.sandbox.process import ProcessSandbox
+from service_feature.executor.sandbox.userns import Identity
 
 
 class FakeBwrap(BwrapSandbox):
     error: str | None = None
 
-    def __init__(self, *, network: bool = False) -> None:
+    def __init__(self, *, network: bool = False, identity: Identity | None = None) -> None:
         super().__init__(
-            network=network, cgroup_support=CgroupSupport(memory=None, pids=None, kill_parent=None)
+            network=network,
+            cgroup_support=CgroupSupport(memory=None, pids=None, kill_parent=None),
+            identity=identity,
         )
 
     @staticmethod
-    def probe_error(bwrap: str = "bwrap") -> str | None:
+    def probe_error(bwrap: str = "bwrap", host_uid: int = 65534) -> str | None:
         return FakeBwrap.error
 
 
@@ -45,6 +48,7 @@ def machine(monkeypatch: pytest.MonkeyPatch) -> type[object]:
     """Both backends answer unless a test sets `FakeBwrap.error` / `FakeDocker.error`."""
     monkeypatch.setattr(factory, "BwrapSandbox", FakeBwrap)
     monkeypatch.setattr(factory, "DockerSandbox", FakeDocker)
+    monkeypatch.setattr(factory, "identity_for", lambda uid: Identity(host_uid=uid, host_gid=uid))
     monkeypatch.setattr(FakeBwrap, "error", None)
     monkeypatch.setattr(FakeDocker, "error", None)
     return object
@@ -123,6 +127,21 @@ def test_degraded_bwrap_is_logged_as_a_warning(machine: type[object]) -> None:
     degraded = [log for log in logs if log["event"] == "sandbox.degraded"]
     assert degraded[0]["log_level"] == "warning"
     assert degraded[0]["degraded"] == ["memory", "pids", "cgroup.kill"]
+
+
+def test_sandbox_runs_as_the_configured_host_uid(machine: type[object]) -> None:
+    sandbox = factory.create_sandbox(settings(SANDBOX_HOST_UID=4242))
+
+    assert isinstance(sandbox, FakeBwrap)
+    assert sandbox.describe()["host_uid"] == 4242
+
+
+def test_host_root_sandbox_is_degraded(machine: type[object]) -> None:
+    with capture_logs() as logs:
+        factory.create_sandbox(settings(SANDBOX_HOST_UID=0))
+
+    degraded = [log for log in logs if log["event"] == "sandbox.degraded"]
+    assert "host-root" in degraded[0]["degraded"]
 
 
 def test_limits_follow_the_settings() -> None:

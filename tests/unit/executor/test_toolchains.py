@@ -12,6 +12,7 @@ import pytest
 from service_feature.executor.sandbox.bwrap import WORKSPACE, BwrapSandbox
 from service_feature.executor.sandbox.cgroups import CgroupSupport
 from service_feature.executor.sandbox.process import ProcessSandbox
+from service_feature.executor.sandbox.userns import Identity
 from service_feature.executor.setup import (
     Environment,
     changed_files,
@@ -148,9 +149,11 @@ def test_workspace_path_and_read_only_binds_follow_the_sandbox(tmp_path: Path) -
     assert workspace_path(process, tmp_path) == str(tmp_path)
     assert with_readonly(process, [tmp_path]) is process
     no_cgroups = CgroupSupport(memory=None, pids=None, kill_parent=None)
-    bwrap = BwrapSandbox(readonly_paths=[], cgroup_support=no_cgroups, bwrap="true")
+    identity = Identity(host_uid=4242, host_gid=4242)
+    bwrap = BwrapSandbox(readonly_paths=[], cgroup_support=no_cgroups, bwrap="true", identity=identity)
     assert workspace_path(bwrap, tmp_path) == WORKSPACE
     bound = with_readonly(bwrap, [tmp_path])
     assert isinstance(bound, BwrapSandbox)
     assert bound.describe()["readonly_paths"] == [str(tmp_path)]
     assert bound.network == bwrap.network
+    assert bound.describe()["host_uid"] == 4242

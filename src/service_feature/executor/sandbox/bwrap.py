@@ -9,20 +9,22 @@ What the command sees, and why:
   `/var`, `/mnt`, `/srv`, `/opt`, the service's data dir or the other runs' workspaces. `/root` is only an
   empty directory into which the interpreter prefix is re-bound when it lives there (pyenv).
 * **Inside `/etc`**, `shadow`/`gshadow` are replaced by `/dev/null` and `ssh`/`ssl/private` by empty
-  read-only tmpfs: the sandbox uid maps to the uid that started bwrap (root for the executor), so
-  files that only their root owner may read would otherwise be readable.
+  read-only tmpfs: nothing a test needs, and a second wall should the sandbox ever run as root
+  (`SANDBOX_HOST_UID=0`).
 * **Writable**: `/workspace` (the run's `workdir`, the cwd), and private size-limited tmpfs `/tmp` and
   `/dev/shm` whose pages are charged to the run's memory cgroup.
-* **Identity**: new user, PID, network, IPC, UTS and cgroup namespaces; uid/gid 65534 inside, no
-  capabilities, nested user namespaces disabled, `--new-session`, `--die-with-parent`, and the seccomp filter
-  of `seccomp.py`.
+* **Identity**: new PID, network, IPC, UTS and cgroup namespaces in a user namespace where the command is
+  uid/gid 65534 and, on the host, the unprivileged `SANDBOX_HOST_UID` (65534 by default) even when the
+  executor is root: `userns.py` says how. No capabilities, nested user namespaces disabled,
+  `--new-session`, `--die-with-parent`, and the seccomp filter of `seccomp.py`. The workspace is lent to
+  the host uid for the run.
 * **No secrets in /proc**: PID 1 inside is bwrap, whose environment and command line any test can read, so
   bwrap starts with a PATH-only environment and gets its options (which name host paths) through
   `--args FD`; the command's own environment is exactly the `env` given to `run()` over a small default.
 * **Limits**: memory and process count through a per-run cgroup (`cgroups.py`), joined by a tiny `sh`
-  wrapper before it execs bwrap (`preexec_fn` is not thread-safe); CPU time, file size and core dumps by
-  `ulimit` in that wrapper; wall clock, output cap and cancel by `run_captured`. Every run ends with the
-  cgroup killed and removed, so nothing outlives it, double-forked daemons included.
+  wrapper before it becomes the host uid and execs bwrap (`preexec_fn` is not thread-safe); CPU time, file
+  size and core dumps by `ulimit` in that wrapper; wall clock, output cap and cancel by `run_captured`.
+  Every run ends with the cgroup killed and removed, so nothing outlives it, double-forked daemons included.
 * **Network**: none (a fresh network namespace has only a down loopback). `network=True` shares the host's
   network namespace, for a dependency-setup step that must reach package registries, and keeps the rest.
 """
@@ -46,10 +48,16 @@ from service_feature.executor.sandbox import cgroups
 from service_feature.executor.sandbox.base import Limits, ProcessResult
 from service_feature.executor.sandbox.process import run_captured
 from service_feature.executor.sandbox.seccomp import compiled_filter
+from service_feature.executor.sandbox.userns import (
+    DEFAULT_HOST_UID,
+    SANDBOX_ID,
+    Identity,
+    UserNamespaceError,
+    identity_for,
+)
 
 WORKSPACE = "/workspace"
 SANDBOX_TMP = "/tmp"  # noqa: S108 - the sandbox's private tmpfs, not the host's /tmp
-SANDBOX_UID = 65534
 MEMORY_LIMIT_MARKER = "\n[service-feature: the memory limit was reached and the sandbox was killed]\n"
 
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -84,27 +92,45 @@ class BwrapSandbox:
         readonly_paths: Sequence[Path] | None = None,
         cgroup_support: cgroups.CgroupSupport | None = None,
         bwrap: str = "bwrap",
+        identity: Identity | None = None,
     ) -> None:
+        """`identity` defaults to `identity_for(DEFAULT_HOST_UID)`, which may raise UserNamespaceError."""
         self.network = network
         self._bwrap = shutil.which(bwrap) or bwrap
         self._readonly = tuple(readonly_paths) if readonly_paths is not None else interpreter_prefixes()
         self._cgroups = cgroup_support if cgroup_support is not None else cgroups.probe()
+        self._identity = identity if identity is not None else identity_for(DEFAULT_HOST_UID)
         self._system = tuple(self._system_args())
 
+    def with_readonly(self, paths: Sequence[Path]) -> BwrapSandbox:
+        """This sandbox plus `paths` read-only (binds are fixed at construction; nothing is probed)."""
+        return BwrapSandbox(
+            network=self.network,
+            readonly_paths=(*self._readonly, *paths),
+            cgroup_support=self._cgroups,
+            bwrap=self._bwrap,
+            identity=self._identity,
+        )
+
     @staticmethod
-    def probe_error(bwrap: str = "bwrap") -> str | None:
-        """None when bwrap is installed and can build this sandbox's namespaces here, else why not."""
+    def probe_error(bwrap: str = "bwrap", host_uid: int = DEFAULT_HOST_UID) -> str | None:
+        """None when bwrap is installed and can build this sandbox's namespaces, as `host_uid`, here."""
         path = shutil.which(bwrap)
         if path is None:
             return f"{bwrap} is not on PATH"
-        probe = [path, "--unshare-all", "--unshare-user", "--disable-userns", "--ro-bind", "/", "/"]
+        try:
+            identity = identity_for(host_uid)
+        except UserNamespaceError as error:
+            return f"no unprivileged identity for the sandbox (SANDBOX_HOST_UID={host_uid}): {error}"
+        probe = [*identity.launch_prefix(), path, *_namespace_options(identity, network=False)]
         try:
             done = subprocess.run(
-                [*probe, "--proc", "/proc", "--dev", "/dev", "--", "true"],
+                [*probe, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--", "true"],
                 capture_output=True,
                 timeout=_PROBE_TIMEOUT_SECONDS,
                 env=_LAUNCH_ENV,
                 check=False,
+                pass_fds=_passed(identity),
             )
         except (OSError, subprocess.TimeoutExpired) as error:
             return f"{path} could not be started: {error}"
@@ -116,10 +142,11 @@ class BwrapSandbox:
         return {
             "name": self.name,
             "network": self.network,
-            "uid": SANDBOX_UID,
+            "uid": SANDBOX_ID,
+            "host_uid": self._identity.host_uid,
             "readonly_paths": [str(p) for p in self._readonly],
             "limits": self._cgroups.describe(),
-            "degraded": list(self._cgroups.missing),
+            "degraded": [*self._cgroups.missing, *(["host-root"] if self._identity.privileged else [])],
         }
 
     async def run(
@@ -132,6 +159,7 @@ class BwrapSandbox:
         cancel: asyncio.Event | None = None,
     ) -> ProcessResult:
         options = self._options(workdir, {**_DEFAULT_ENV, **env}, limits)
+        await asyncio.to_thread(self._identity.lend, workdir)
         run_cgroup = self._cgroups.create(limits)
         fds: list[int] = []
         try:
@@ -139,7 +167,12 @@ class BwrapSandbox:
             fds.append(_memfd("sf-seccomp", compiled_filter()))
             wrapper = self._wrapper(run_cgroup, limits, args_fd=fds[0], seccomp_fd=fds[1])
             result = await run_captured(
-                [*wrapper, *argv], cwd=Path("/"), env=_LAUNCH_ENV, limits=limits, cancel=cancel, pass_fds=fds
+                [*wrapper, *argv],
+                cwd=Path("/"),
+                env=_LAUNCH_ENV,
+                limits=limits,
+                cancel=cancel,
+                pass_fds=[*fds, *_passed(self._identity)],
             )
         finally:
             for fd in fds:
@@ -153,21 +186,22 @@ class BwrapSandbox:
     def _wrapper(
         self, run_cgroup: cgroups.RunCgroup, limits: Limits, *, args_fd: int, seccomp_fd: int
     ) -> list[str]:
-        """`sh -c` that joins the cgroups, sets rlimits (hard too) and execs bwrap; the command follows."""
+        """`sh -c` that joins the cgroups, sets rlimits (hard too), becomes the host uid and execs bwrap; the
+        command follows."""
+        bwrap = shlex.join([*self._identity.launch_prefix(), self._bwrap])
         steps = [f"echo $$ > {shlex.quote(str(procs))}" for procs in run_cgroup.procs_files]
         steps += [
             "ulimit -c 0",
             f"ulimit -t {limits.cpu_seconds}",
             f"ulimit -f {limits.file_size_mb * 2048}",  # 512-byte blocks, as POSIX specifies for sh
-            f'exec {shlex.quote(self._bwrap)} --args {args_fd} --seccomp {seccomp_fd} -- "$@"',
+            f'exec {bwrap} --args {args_fd} --seccomp {seccomp_fd} -- "$@"',
         ]
         return ["/bin/sh", "-c", " && ".join(steps), "sf-sandbox"]
 
     def _options(self, workdir: Path, env: Mapping[str, str], limits: Limits) -> list[str]:
-        options = ["--unshare-all", "--unshare-user", "--disable-userns"]
-        options += ["--share-net"] if self.network else []
+        options = _namespace_options(self._identity, network=self.network)
         options += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-        options += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox"]
+        options += ["--uid", str(SANDBOX_ID), "--gid", str(SANDBOX_ID), "--hostname", "sandbox"]
         tmp_bytes = str(limits.tmp_size_mb * 1024 * 1024)
         # The private /tmp first, so that read-only binds of paths under the host's /tmp (a virtualenv or a
         # dependency cache there) land on top of it instead of being hidden by it; /dev/shm after /dev.
@@ -206,6 +240,19 @@ class BwrapSandbox:
         for path in (*self._readonly, *extra):
             if path.exists() and not any(path.is_relative_to(Path("/", name)) for name in _SYSTEM_DIRS):
                 yield from ("--ro-bind", str(path), str(path))
+
+
+def _namespace_options(identity: Identity, *, network: bool) -> list[str]:
+    """Every namespace but the network's when `network`; nested user namespaces impossible either way."""
+    if identity.userns_fd is None:
+        return ["--unshare-all", "--unshare-user", "--disable-userns", *(["--share-net"] if network else [])]
+    options = ["--userns", str(identity.userns_fd), "--unshare-ipc", "--unshare-pid", "--unshare-uts"]
+    options += ["--unshare-cgroup-try", *([] if network else ["--unshare-net"])]
+    return [*options, "--assert-userns-disabled"]
+
+
+def _passed(identity: Identity) -> tuple[int, ...]:
+    return () if identity.userns_fd is None else (identity.userns_fd,)
 
 
 def _memfd(name: str, content: bytes) -> int:

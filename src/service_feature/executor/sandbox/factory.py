@@ -16,6 +16,7 @@ from service_feature.executor.sandbox.base import Limits, Sandbox
 from service_feature.executor.sandbox.bwrap import BwrapSandbox
 from service_feature.executor.sandbox.docker import DEFAULT_IMAGE, DockerSandbox
 from service_feature.executor.sandbox.process import ProcessSandbox
+from service_feature.executor.sandbox.userns import identity_for
 
 _log = structlog.get_logger()
 
@@ -49,13 +50,14 @@ def create_sandbox(settings: ExecutorSettings, *, network: bool = False) -> Sand
         raise SandboxUnavailableError(
             "SANDBOX_TYPE=process runs tests without isolation; it needs SANDBOX_ENABLED=false explicitly"
         )
-    bwrap_error = BwrapSandbox.probe_error() if kind in ("auto", "bwrap") else None
+    host_uid = settings.sandbox_host_uid
+    bwrap_error = BwrapSandbox.probe_error(host_uid=host_uid) if kind in ("auto", "bwrap") else None
     if kind == "bwrap" or (kind == "auto" and bwrap_error is None):
         if bwrap_error is not None:
             raise SandboxUnavailableError(
                 f"SANDBOX_TYPE=bwrap but bubblewrap does not work here: {bwrap_error}"
             )
-        return _logged(BwrapSandbox(network=network))
+        return _logged(BwrapSandbox(network=network, identity=identity_for(host_uid)))
     docker_error = DockerSandbox.probe_error()
     if docker_error is None:
         image = os.environ.get(DOCKER_IMAGE_VARIABLE, DEFAULT_IMAGE)
