@@ -22,3 +22,8 @@ EXECUTIONS_ACTIVE = Gauge("sf_executions_active", "Test executions running in th
 LLM_TOKENS = Counter("sf_llm_tokens", "LLM tokens", ["provider", "model", "kind"])
 LLM_COST = Counter("sf_llm_cost_usd", "LLM cost in US dollars", ["provider", "model"])
 DEAD_LETTERS = Counter("sf_dead_letters", "Messages moved to the dead-letter subject", ["subject"])
+RATE_LIMIT_FALLBACKS = Counter(
+    "sf_rate_limit_fallbacks",
+    "Times the shared (Redis) rate-limit storage failed and counting fell back to this process",
+    ["limit"],
+)

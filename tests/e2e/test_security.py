@@ -3,6 +3,7 @@ per-key limits, repository URL checks at the gateway and again in the worker, po
 
 import asyncio
 import json
+import socket
 import uuid
 from pathlib import Path
 
@@ -123,6 +124,24 @@ async def test_the_rate_limit_is_shared_through_redis(
         assert await other_replica.hit(client.key_id) is None
         response = await client.post("/api/v1/features", json=feature_request("https://8.8.8.8/r.git"))
         assert response.status_code == 429
+
+
+async def test_a_dead_redis_does_not_fail_submissions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripts: Path
+) -> None:
+    """Redis only shares the rate-limit window: without it, submissions are accepted and still limited."""
+    write_script(scripts, greeting_turns())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_redis = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    async with running_platform(
+        tmp_path, monkeypatch, scripts, SF_SUBMIT_RATE_PER_MINUTE="2", REDIS_URL=dead_redis
+    ) as api:
+        client = await api.client_as(Role.submitter)
+        request = feature_request("https://8.8.8.8/never-cloned.git")
+        codes = [(await client.post("/api/v1/features", json=request)).status_code for _ in range(3)]
+
+    assert codes == [202, 202, 429]
 
 
 async def test_queued_features_per_key_are_capped(
