@@ -5,6 +5,8 @@ Names are the contract of the Grafana dashboard in deploy/compose: change them t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter("sf_http_requests", "HTTP requests served", ["route", "method", "status"])
@@ -27,3 +29,10 @@ RATE_LIMIT_FALLBACKS = Counter(
     "Times the shared (Redis) rate-limit storage failed and counting fell back to this process",
     ["limit"],
 )
+
+
+def count_llm_usage(provider: str, model: str, tokens: Mapping[str, int], cost_usd: float) -> None:
+    """One model call's tokens (`input_tokens`, `output_tokens`, `cached_input_tokens`) and dollars."""
+    for token_kind, count in tokens.items():
+        LLM_TOKENS.labels(provider, model, token_kind.removesuffix("_tokens")).inc(count)
+    LLM_COST.labels(provider, model).inc(cost_usd)

@@ -119,6 +119,7 @@ async def test_a_feature_is_built_by_the_provider_over_its_wire_format(
             await api.post("/api/v1/features", json=feature_request(origin, "llm1"))
             feature = await wait_for(api, "llm1", FINAL)
             transcript = (await api.get("/api/v1/features/llm1/transcript")).json()["entries"]
+            review = (await api.get("/api/v1/features/llm1/review")).json()
         recorded: list[RecordedRequest] = list(server.requests)
 
     assert feature["status"] == "delivered", feature["failure_reason"]
@@ -147,10 +148,18 @@ async def test_a_feature_is_built_by_the_provider_over_its_wire_format(
     per_call = cost_usd(model, wire.usage)
     assert per_call > 0
     assert [entry["cost_usd"] for entry in models] == [pytest.approx(per_call)] * 3
-    assert feature["input_tokens"] == 3 * wire.usage.input_tokens
-    assert feature["output_tokens"] == 3 * wire.usage.output_tokens
-    assert feature["cached_input_tokens"] == 3 * wire.usage.cached_input_tokens
-    assert feature["cost_usd"] == pytest.approx(3 * per_call, abs=1e-6)  # the API rounds to 6 places
+    # Three agent turns and the reviewer's one call: the feature's totals (and its budget) count all four.
+    assert review["model_review"] == {
+        "model": model,
+        "input_tokens": wire.usage.input_tokens,
+        "output_tokens": wire.usage.output_tokens,
+        "cached_input_tokens": wire.usage.cached_input_tokens,
+        "cost_usd": pytest.approx(per_call, abs=1e-6),
+    }
+    assert feature["input_tokens"] == 4 * wire.usage.input_tokens
+    assert feature["output_tokens"] == 4 * wire.usage.output_tokens
+    assert feature["cached_input_tokens"] == 4 * wire.usage.cached_input_tokens
+    assert feature["cost_usd"] == pytest.approx(4 * per_call, abs=1e-6)  # the API rounds to 6 places
 
 
 @pytest.mark.parametrize("wire", [ANTHROPIC, OPENAI], ids=lambda wire: wire.kind)

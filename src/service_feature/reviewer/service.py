@@ -10,9 +10,11 @@ When a real LLM provider is configured (and LLM_REVIEW is not false), a model re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import shutil
 import uuid
+from typing import Any
 
 import structlog
 from fastapi import APIRouter
@@ -28,10 +30,15 @@ from service_feature.llm.base import LLMProvider, ProviderError
 from service_feature.llm.factory import provider_from_settings
 from service_feature.llm.gated import GatedProvider
 from service_feature.llm.pricing import cost_usd
-from service_feature.metrics import STAGE_DURATION
-from service_feature.models import Decision, FeatureRequest, Finding, Specification, TestResult
+from service_feature.metrics import STAGE_DURATION, count_llm_usage
+from service_feature.models import Decision, FeatureRequest, Specification, TestResult
 from service_feature.reviewer.killswitch_routes import killswitch_router
-from service_feature.reviewer.model_review import MAX_DIFF_CHARS, failure_finding, model_review
+from service_feature.reviewer.model_review import (
+    MAX_DIFF_CHARS,
+    ModelReview,
+    failure_finding,
+    model_review,
+)
 from service_feature.reviewer.review import ReviewInput, ReviewPolicy, review
 from service_feature.store.database import Database
 from service_feature.store.features import (
@@ -43,7 +50,7 @@ from service_feature.store.features import (
     patch_for,
 )
 from service_feature.store.outbox import OutboxRelay
-from service_feature.store.tables import Review
+from service_feature.store.tables import Feature, Review
 
 log = structlog.get_logger(__name__)
 
@@ -96,14 +103,14 @@ class ReviewerService:
     def router(self, auth: Authenticator) -> APIRouter:
         return killswitch_router(self._database, self._bus, self._switch, auth)
 
-    async def _model_findings(self, execution_id: str, spec: Specification, diff: str) -> list[Finding]:
-        """The model's findings on the diff; none when no real provider is configured."""
+    async def _model_review(self, execution_id: str, spec: Specification, diff: str) -> ModelReview | None:
+        """The model's review of the diff; None when no real provider is configured."""
         if not self._settings.model_review_enabled or not diff.strip():
-            return []
+            return None
         try:
             provider = self._model
         except ProviderError as error:  # e.g. LLM_PROVIDER=openai without a key or a base URL
-            return [failure_finding(error)]
+            return ModelReview([failure_finding(error)])
         # Half the model's window for the diff, at about four characters a token.
         budget = min(MAX_DIFF_CHARS, self._settings.llm_context_tokens * 2)
         result = await model_review(provider, spec, diff, max_diff_chars=budget)
@@ -117,7 +124,20 @@ class ReviewerService:
             output_tokens=result.usage.output_tokens,
             cost_usd=round(cost_usd(result.model, result.usage), 6),
         )
-        return result.findings
+        return result
+
+    def _charge(self, feature: Feature, result: ModelReview) -> dict[str, Any]:
+        """Add the model review's tokens and dollars to the feature's (its cost budget counts them too) and
+        to the metrics; returns them as stored with the review."""
+        usage = result.usage
+        cost = cost_usd(result.model, usage)
+        feature.input_tokens += usage.input_tokens
+        feature.output_tokens += usage.output_tokens
+        feature.cached_input_tokens += usage.cached_input_tokens
+        feature.cost_usd += cost
+        tokens = dataclasses.asdict(usage)
+        count_llm_usage(self._settings.resolved_llm_provider, result.model or "unknown", tokens, cost)
+        return {"model": result.model, **tokens, "cost_usd": round(cost, 6)}
 
     @functools.cached_property
     def _model(self) -> LLMProvider:
@@ -138,7 +158,7 @@ class ReviewerService:
         assert patch is not None and base_commit is not None
         tests = TestResult.model_validate(execution.result) if execution else None
         with STAGE_DURATION.labels("review").time():
-            model_findings = await self._model_findings(execution_id, request.specification, patch.diff)
+            model = await self._model_review(execution_id, request.specification, patch.diff)
             mirror = await self._git.mirror(request.repository_url, commit=base_commit)
             run = self._git.root / "reviews" / f"{execution_id}-{uuid.uuid4().hex[:8]}"
             patched, base = run / "patched", run / "base"
@@ -151,7 +171,7 @@ class ReviewerService:
                     patch.diff,
                     tests,
                     patched_tree=patched,
-                    extra_findings=model_findings,
+                    extra_findings=model.findings if model else [],
                     base_tree=base,
                 )
                 # The scanners read files and run bandit: off the event loop.
@@ -169,13 +189,16 @@ class ReviewerService:
             feature = await find_feature(session, execution_id)
             if feature is None or feature.status != FeatureStatus.reviewing:
                 return
+            stored = result.model_dump(mode="json")
+            if model is not None:
+                stored["model_review"] = self._charge(feature, model)
             session.add(
                 Review(
                     execution_id=execution_id,
                     attempt=attempt,
                     decision=result.decision.value,
                     risk_score=result.risk_score,
-                    result=result.model_dump(mode="json"),
+                    result=stored,
                 )
             )
             feature.review_summary = result.summary()

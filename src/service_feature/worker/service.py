@@ -29,7 +29,7 @@ from service_feature.llm.factory import provider_from_settings
 from service_feature.llm.gated import GatedProvider
 from service_feature.llm.pricing import cost_usd, price_for
 from service_feature.llm.scripted import ScriptedProvider, load_script
-from service_feature.metrics import LLM_COST, LLM_TOKENS, STAGE_DURATION
+from service_feature.metrics import STAGE_DURATION, count_llm_usage
 from service_feature.models import FeatureRequest, TestResult
 from service_feature.patchcheck import check_patch_paths
 from service_feature.store.database import Database
@@ -399,9 +399,7 @@ def _recorder(transcript: list[tuple[str, dict[str, Any]]], provider: str) -> Re
         transcript.append((kind, content))
         if kind == "model":
             model = str(content.get("model") or "unknown")
-            for token_kind, count in content.get("usage", {}).items():
-                LLM_TOKENS.labels(provider, model, token_kind.removesuffix("_tokens")).inc(count)
-            LLM_COST.labels(provider, model).inc(content.get("cost_usd", 0.0))
+            count_llm_usage(provider, model, content.get("usage", {}), content.get("cost_usd", 0.0))
             if provider != "scripted" and model not in unpriced and price_for(model) is None:
                 unpriced.add(model)  # once per attempt: cost and the cost budget read 0 for this model
                 log.warning(

@@ -200,12 +200,14 @@ async def test_the_reviewers_model_calls_wait_at_the_kill_switch(monkeypatch: py
         for name, value in {"LLM_PROVIDER": "anthropic", **server.env}.items():
             monkeypatch.setenv(name, value)
         switch = Switch()
-        review = asyncio.create_task(reviewer(switch)._model_findings("f1", SPEC, DIFF))
+        review = asyncio.create_task(reviewer(switch)._model_review("f1", SPEC, DIFF))
         await asyncio.sleep(0.3)
         assert (server.requests, review.done()) == ([], False)
 
         switch.released.set()
-        assert await asyncio.wait_for(review, 10) == [EXPECTED]
+        result = await asyncio.wait_for(review, 10)
+        assert result is not None
+        assert result.findings == [EXPECTED]
         assert len(server.requests) == 1
 
 
@@ -214,8 +216,10 @@ async def test_a_provider_that_cannot_be_built_is_a_note_too(monkeypatch: pytest
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
 
-    [note] = await reviewer(Switch())._model_findings("f1", SPEC, DIFF)
+    result = await reviewer(Switch())._model_review("f1", SPEC, DIFF)
 
+    assert result is not None
+    [note] = result.findings
     assert (note.rule_id, note.severity) == ("llm.error", Severity.info)
     assert note.message.startswith("model review failed: openai: no API key")
 
@@ -223,4 +227,4 @@ async def test_a_provider_that_cannot_be_built_is_a_note_too(monkeypatch: pytest
 async def test_no_model_is_asked_without_a_real_provider(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLM_PROVIDER", "scripted")
 
-    assert await reviewer(Switch())._model_findings("f1", SPEC, DIFF) == []
+    assert await reviewer(Switch())._model_review("f1", SPEC, DIFF) is None
