@@ -56,9 +56,14 @@ ANTHROPIC = Wire(
     server=AnthropicWireServer,
     respond=lambda calls: anthropic_tool_use(
         *calls,
-        usage={"input_tokens": 200, "cache_read_input_tokens": 1500, "output_tokens": 40},
+        usage={
+            "input_tokens": 200,
+            "cache_read_input_tokens": 1500,
+            "cache_creation_input_tokens": 300,
+            "output_tokens": 40,
+        },
     ),
-    usage=Usage(input_tokens=1700, output_tokens=40, cached_input_tokens=1500),
+    usage=Usage(input_tokens=2000, output_tokens=40, cached_input_tokens=1500, cache_write_input_tokens=300),
     validate=validate_anthropic_request,
     system=lambda body: str(body["system"][0]["text"]),
     prefix=lambda body: (body["system"], body["tools"]),
@@ -154,6 +159,7 @@ async def test_a_feature_is_built_by_the_provider_over_its_wire_format(
         "input_tokens": wire.usage.input_tokens,
         "output_tokens": wire.usage.output_tokens,
         "cached_input_tokens": wire.usage.cached_input_tokens,
+        "cache_write_input_tokens": wire.usage.cache_write_input_tokens,
         "cost_usd": pytest.approx(per_call, abs=1e-6),
     }
     assert feature["input_tokens"] == 4 * wire.usage.input_tokens

@@ -183,6 +183,7 @@ def parse_response(response: SdkMessage) -> ModelTurn:
             input_tokens=usage.input_tokens + cache_read + cache_write,
             output_tokens=usage.output_tokens,
             cached_input_tokens=cache_read,
+            cache_write_input_tokens=cache_write,
         ),
         stop_reason=stop_reason,
         model=response.model,

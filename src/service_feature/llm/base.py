@@ -32,11 +32,13 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0  # prompt tokens written to the cache (Anthropic bills them apart)
 
     def __iadd__(self, other: Usage) -> Usage:
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.cached_input_tokens += other.cached_input_tokens
+        self.cache_write_input_tokens += other.cache_write_input_tokens
         return self
 
 

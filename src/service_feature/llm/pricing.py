@@ -1,16 +1,18 @@
 """What a model call cost, in USD, from the token usage a provider reported.
 
 Prices are USD per million tokens: `input` for uncached prompt tokens, `cached_input` for prompt tokens read
-from the provider's cache, `output` for generated tokens. `Usage.input_tokens` counts every prompt token,
-cached ones included (see the providers), so cost = (input - cached) * input + cached * cached_input
-+ output * output. Cache writes are priced as plain input (Anthropic bills them at 1.25x: a small
-underestimate on the turns that write the cache). Long-prompt surcharges are not modelled.
+from the provider's cache, `cache_write` for prompt tokens written to it (Anthropic: 1.25x input for the
+5-minute cache; OpenAI caches for free, so there it equals `input` and no writes are reported), `output` for
+generated tokens. `Usage.input_tokens` counts every prompt token, read and written ones included (see the
+providers), so cost = (input - read - written) * input + read * cached_input + written * cache_write
++ output * output. Long-prompt surcharges are not modelled.
 
 The built-in table holds the providers' list prices as published in November 2026 (standard tier, short
 prompts). Prices change: `LLM_PRICES_JSON` overrides or extends it without a release, e.g.
-`{"claude-sonnet-5-5": {"input": 2, "output": 10, "cached_input": 0.1}, "qwen3-coder:30b": {"input": 0,
-"output": 0}}` (`cached_input` defaults to `input`). A model not in the table costs 0.0 and `price_for`
-returns None, so that the caller can warn that spend is being under-reported.
+`{"claude-sonnet-5-5": {"input": 2, "output": 10, "cached_input": 0.1, "cache_write": 2.5},
+"qwen3-coder:30b": {"input": 0, "output": 0}}` (`cached_input` and `cache_write` default to `input`).
+A model not in the table costs 0.0 and `price_for` returns None, so that the caller can warn that spend is
+being under-reported.
 """
 
 from __future__ import annotations
@@ -34,28 +36,38 @@ class Price:
     input: float
     output: float
     cached_input: float
+    cache_write: float
+
+
+_ANTHROPIC_CACHE_WRITE = 1.25  # x input, the 5-minute cache the providers' cache_control asks for
 
 
 def _p(input_: float, output: float, cached_input: float) -> Price:
-    return Price(input=input_, output=output, cached_input=cached_input)
+    """An OpenAI price: writing the cache costs nothing extra."""
+    return Price(input=input_, output=output, cached_input=cached_input, cache_write=input_)
+
+
+def _a(input_: float, output: float, cached_input: float) -> Price:
+    """An Anthropic price: cache writes at 1.25x input."""
+    return Price(input_, output, cached_input, cache_write=input_ * _ANTHROPIC_CACHE_WRITE)
 
 
 BUILTIN_PRICES: Mapping[str, Price] = {
-    # Anthropic (cache hits; 5-minute cache writes are 1.25x input)
-    "claude-fable-5-1": _p(10.0, 50.0, 0.25),
-    "claude-fable-5": _p(10.0, 50.0, 1.0),
-    "claude-opus-5-5": _p(4.0, 20.0, 0.20),
-    "claude-opus-5": _p(5.0, 25.0, 0.50),
-    "claude-opus-4-8": _p(5.0, 25.0, 0.50),
-    "claude-opus-4-7": _p(5.0, 25.0, 0.50),
-    "claude-opus-4-6": _p(5.0, 25.0, 0.50),
-    "claude-opus-4-5": _p(5.0, 25.0, 0.50),
-    "claude-sonnet-5-5": _p(2.0, 10.0, 0.10),
-    "claude-sonnet-5": _p(2.0, 10.0, 0.20),
-    "claude-sonnet-4-6": _p(3.0, 15.0, 0.30),
-    "claude-sonnet-4-5": _p(3.0, 15.0, 0.30),
-    "claude-haiku-5-5": _p(0.10, 0.50, 0.01),  # prompts up to 100k tokens; 5x above
-    "claude-haiku-4-5": _p(1.0, 5.0, 0.10),
+    # Anthropic (input, output, cache hits; 5-minute cache writes are 1.25x input)
+    "claude-fable-5-1": _a(10.0, 50.0, 0.25),
+    "claude-fable-5": _a(10.0, 50.0, 1.0),
+    "claude-opus-5-5": _a(4.0, 20.0, 0.20),
+    "claude-opus-5": _a(5.0, 25.0, 0.50),
+    "claude-opus-4-8": _a(5.0, 25.0, 0.50),
+    "claude-opus-4-7": _a(5.0, 25.0, 0.50),
+    "claude-opus-4-6": _a(5.0, 25.0, 0.50),
+    "claude-opus-4-5": _a(5.0, 25.0, 0.50),
+    "claude-sonnet-5-5": _a(2.0, 10.0, 0.10),
+    "claude-sonnet-5": _a(2.0, 10.0, 0.20),
+    "claude-sonnet-4-6": _a(3.0, 15.0, 0.30),
+    "claude-sonnet-4-5": _a(3.0, 15.0, 0.30),
+    "claude-haiku-5-5": _a(0.10, 0.50, 0.01),  # prompts up to 100k tokens; 5x above
+    "claude-haiku-4-5": _a(1.0, 5.0, 0.10),
     # OpenAI (prompts up to 272k tokens where a long-context tier exists)
     "gpt-6-astra": _p(10.0, 50.0, 1.0),
     "gpt-6.1-sol": _p(2.0, 10.0, 0.10),
@@ -108,10 +120,12 @@ def _load(raw: str) -> Mapping[str, Price]:
                 input=input_,
                 output=float(entry["output"]),
                 cached_input=float(entry.get("cached_input", input_)),
+                cache_write=float(entry.get("cache_write", input_)),
             )
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise ValueError(
-                f'{PRICES_ENV}: {model!r} needs numeric "input" and "output" (and optionally "cached_input")'
+                f'{PRICES_ENV}: {model!r} needs numeric "input" and "output" '
+                '(and optionally "cached_input", "cache_write")'
             ) from exc
     return prices
 
@@ -132,8 +146,12 @@ def cost_usd(model: str, usage: Usage) -> float:
     price = price_for(model)
     if price is None:
         return 0.0
-    cached = min(usage.cached_input_tokens, usage.input_tokens)
-    uncached = usage.input_tokens - cached
+    read = min(usage.cached_input_tokens, usage.input_tokens)
+    written = min(usage.cache_write_input_tokens, usage.input_tokens - read)
+    uncached = usage.input_tokens - read - written
     return (
-        uncached * price.input + cached * price.cached_input + usage.output_tokens * price.output
+        uncached * price.input
+        + read * price.cached_input
+        + written * price.cache_write
+        + usage.output_tokens * price.output
     ) / 1_000_000
