@@ -30,14 +30,12 @@ from typing import Any
 
 from service_feature.llm import anthropic
 from service_feature.llm.base import Message, ModelTurn, ToolCall, ToolSpec, Usage
-from service_feature.llm.pricing import price_for
+from service_feature.llm.pricing import cost_usd, price_for
 from service_feature.models import TestResult
 from service_feature.worker.agent import Budget, run_agent
 from service_feature.worker.context import estimate_tokens
 from service_feature.worker.repomap import build_repo_map
 from service_feature.worker.tools import Toolbox
-
-CACHE_WRITE_PREMIUM = 1.25
 
 
 def make_repository(root: Path, modules: int) -> None:
@@ -136,16 +134,16 @@ async def conversation(root: Path, reads: int, model: str, context_tokens: int |
 
 
 def billed_usd(requests: list[tuple[int, int]], model: str, caching: bool) -> float:
-    price = price_for(model)
-    if price is None:
+    """Input only; with caching, whatever was not read from the cache is written to it."""
+    if price_for(model) is None:
         raise SystemExit(f"no price for {model}")
-    total = 0.0
-    for tokens, cached in requests:
-        if caching:
-            total += (tokens - cached) * price.input * CACHE_WRITE_PREMIUM + cached * price.cached_input
-        else:
-            total += tokens * price.input
-    return total / 1_000_000
+    usages = [
+        Usage(input_tokens=tokens, cached_input_tokens=cached, cache_write_input_tokens=tokens - cached)
+        if caching
+        else Usage(input_tokens=tokens)
+        for tokens, cached in requests
+    ]
+    return sum(cost_usd(model, usage) for usage in usages)
 
 
 async def main(reads: int, context_tokens: int, model: str) -> None:
