@@ -21,6 +21,7 @@ import hashlib
 import ipaddress
 import os
 import shutil
+import signal
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ _GIT_ENV = {
     "LC_ALL": "C",
 }
 _REMOTE_SCHEMES = ("https", "ssh")
+_SIZE_POLL_SECONDS = 0.1
 _LOCAL_SCHEMES = ("file",)
 
 
@@ -198,8 +200,11 @@ class Git:
         stdin: bytes | None = None,
         env: Mapping[str, str] | None = None,
         options: Sequence[str] = (),
+        bounded: Path | None = None,
     ) -> str:
-        """Run `git <options> <args>`; `options` are extra `-c` settings for this command alone."""
+        """Run `git <options> <args>`; `options` are extra `-c` settings for this command alone. With
+        `bounded` (a repository being downloaded into), the command is stopped as soon as that directory
+        outgrows `max_repository_mb`, rather than after the whole repository landed on disk."""
         self._hooks.mkdir(parents=True, exist_ok=True)
         argv = [
             "git",
@@ -231,12 +236,23 @@ class Git:
             },
             start_new_session=True,
         )
+        watchdog = None
+        if bounded is not None and self.max_repository_mb is not None:
+            watchdog = asyncio.create_task(self._stop_when_over_limit(bounded, process.pid))
         try:
             out, err = await asyncio.wait_for(process.communicate(stdin), timeout=self.timeout)
         except TimeoutError:
-            process.kill()
+            _kill_group(process.pid)  # git's helpers (remote-https, index-pack) too
             await process.wait()
             raise GitError(f"git {args[0]} timed out after {self.timeout:.0f} s") from None
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+        if watchdog is not None and not watchdog.cancelled() and watchdog.done() and watchdog.result():
+            raise RepositoryRefused(
+                f"repository is over the limit of {self.max_repository_mb} MB (SF_MAX_REPOSITORY_MB): "
+                f"git {args[0]} was stopped while downloading it"
+            )
         if process.returncode != 0:
             message = err.decode(errors="replace").strip().splitlines()
             raise GitError(
@@ -271,41 +287,38 @@ class Git:
         if commit is not None and (path / "HEAD").exists() and await self._has_commit(path, commit):
             return path
         async with self._locked(path):
-            if (path / "HEAD").exists():
-                await self.run(
-                    "--git-dir",
-                    str(path),
-                    "fetch",
-                    "--prune",
-                    "--no-recurse-submodules",
-                    *depth,
-                    "origin",
-                    options=pin,
-                )
-                await self._check_size(path)
+            fetching = (path / "HEAD").exists()
+            target = path if fetching else path.with_suffix(".partial")
+            fetch_options = ["--no-recurse-submodules", *depth]
+            if fetching:
+                command = ["--git-dir", str(path), "fetch", "--prune", *fetch_options, "origin"]
             else:
-                partial = path.with_suffix(".partial")
-                shutil.rmtree(partial, ignore_errors=True)
-                await self.run(
-                    "clone",
-                    "--mirror",
-                    "--no-recurse-submodules",
-                    *depth,
-                    "--",
-                    url,
-                    str(partial),
-                    options=pin,
-                )
-                await self._check_size(partial)
-                partial.rename(path)
+                await asyncio.to_thread(shutil.rmtree, target, True)
+                command = ["clone", "--mirror", *fetch_options, "--", url, str(target)]
+            try:
+                await self.run(*command, options=pin, bounded=target)
+                await self._check_size(target)
+            except RepositoryRefused:
+                await asyncio.to_thread(shutil.rmtree, target, True)  # a cache: the next use starts afresh
+                raise
+            if not fetching:
+                target.rename(path)
         return path
+
+    async def _stop_when_over_limit(self, path: Path, pid: int) -> bool:
+        """Poll the download's size; kill git's process group and return True once it is over the limit."""
+        assert self.max_repository_mb is not None
+        while True:
+            await asyncio.sleep(_SIZE_POLL_SECONDS)
+            if await asyncio.to_thread(_disk_usage, path) > self.max_repository_mb * 1024 * 1024:
+                _kill_group(pid)
+                return True
 
     async def _check_size(self, path: Path) -> None:
         if self.max_repository_mb is None:
             return
         size = await asyncio.to_thread(_disk_usage, path)
         if size > self.max_repository_mb * 1024 * 1024:
-            await asyncio.to_thread(shutil.rmtree, path, True)
             raise RepositoryRefused(
                 f"repository is {size / 1024 / 1024:.0f} MB, over the limit of {self.max_repository_mb} MB "
                 "(SF_MAX_REPOSITORY_MB)"
@@ -445,4 +458,15 @@ def _push_credentials() -> dict[str, str]:
 
 
 def _disk_usage(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+    """Bytes of the files under `path`; files that vanish meanwhile (git renames as it goes) count 0."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)

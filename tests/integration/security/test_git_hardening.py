@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from service_feature import git as git_module
 from service_feature.git import Author, Git, GitError, RepositoryRefused
 from service_feature.patchcheck import check_patch_paths
 
@@ -149,19 +150,39 @@ async def test_a_push_token_reaches_the_forge_and_nowhere_else(
     assert "credential" not in (mirror / "config").read_text()
 
 
-async def test_a_repository_over_the_size_limit_is_refused_and_removed(tmp_path: Path, origin: Path) -> None:
-    work = tmp_path / "big"
+def _grow(origin: Path, work: Path, megabytes: int) -> None:
+    """Push a commit of `megabytes` of incompressible data to `origin`."""
     _git("clone", "-q", str(origin), str(work))
-    (work / "blob.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    (work / "blob.bin").write_bytes(os.urandom(megabytes * 1024 * 1024))
     _git("add", "blob.bin", cwd=work)
     _git("commit", "-qm", "big", cwd=work)
     _git("push", "-q", "origin", "main", cwd=work)
+
+
+async def test_a_repository_over_the_size_limit_is_refused_and_removed(tmp_path: Path, origin: Path) -> None:
+    _grow(origin, tmp_path / "big", 2)
     git = Git(tmp_path / "w", timeout=60, allow_local=True, max_repository_mb=1)
     with pytest.raises(RepositoryRefused, match="over the limit of 1 MB"):
         await git.mirror(str(origin))
     assert not git.mirror_path(str(origin)).exists()
     assert not git.mirror_path(str(origin)).with_suffix(".partial").exists()
     assert await Git(tmp_path / "w3", timeout=60, allow_local=True, max_repository_mb=10).mirror(str(origin))
+
+
+async def test_a_download_is_stopped_as_soon_as_it_outgrows_the_limit(
+    tmp_path: Path, origin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not after the whole repository landed on disk: git is killed mid-transfer (file:// is a real
+    transport, unlike a plain path, which git copies or hardlinks)."""
+    _grow(origin, tmp_path / "big", 48)
+    monkeypatch.setattr(git_module, "_SIZE_POLL_SECONDS", 0.005)
+    git = Git(tmp_path / "w", timeout=60, allow_local=True, max_repository_mb=2)
+
+    with pytest.raises(RepositoryRefused, match="stopped while downloading"):
+        await git.mirror(f"file://{origin}")
+
+    assert not git.mirror_path(f"file://{origin}").with_suffix(".partial").exists()
+    assert not git.mirror_path(f"file://{origin}").exists()
 
 
 async def test_a_shallow_mirror_still_builds_and_delivers(
