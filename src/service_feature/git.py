@@ -6,9 +6,10 @@ base commit + patch in a worktree of its own, so no service needs another's disk
 Every command runs with hooks disabled, no terminal prompt, a protocol allow-list, no submodules, no HTTP
 redirects and a timeout: the repository URL comes from a requester and the repository content from anyone.
 A remote host is resolved and refused when it points inside the network (loopback, private, link-local,
-cloud metadata) unless REPOSITORY_ALLOWLIST names it; HTTPS fetches are pinned to the addresses checked,
-so a DNS answer that changes between check and clone (rebinding) cannot redirect them. Push credentials
-never touch disk: a credential helper hands git the token from the environment of the push alone.
+cloud metadata) unless REPOSITORY_ALLOWLIST names it; HTTPS and SSH fetches are pinned to the addresses
+checked, so a DNS answer that changes between check and clone (rebinding) cannot redirect them. Push
+credentials never touch disk: a credential helper hands git the token from the environment of the push
+alone.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_CONFIG_NOSYSTEM": "1",
     "GIT_ASKPASS": "/bin/false",
-    "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
     "LC_ALL": "C",
 }
+# A config value, not GIT_SSH_COMMAND: the environment variable would win over the pinned one (`_pinned`).
+_SSH_COMMAND = "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new"
 _REMOTE_SCHEMES = ("https", "ssh")
 _SIZE_POLL_SECONDS = 0.1
 _LOCAL_SCHEMES = ("file",)
@@ -145,13 +147,17 @@ async def check_repository_host(url: str, *, allowlist: Sequence[str] = ()) -> t
 
 
 def _pinned(url: str, addresses: Sequence[str]) -> list[str]:
-    """`-c http.curloptResolve=…` so an https fetch connects to the addresses checked, not a new answer."""
+    """Options that make git connect to the addresses checked, not to a new DNS answer: curl's resolve list
+    for https; for ssh, the first address as ssh's HostName, with the host kept as HostKeyAlias so that the
+    host key is still checked against the name."""
     remote = _remote(url)
-    if not addresses or remote is None or not url.lower().startswith("https:"):
+    if not addresses or remote is None:
         return []
     host, port = remote
-    listed = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
-    return ["-c", f"http.curloptResolve={host}:{port}:{listed}"]
+    if url.lower().startswith("https:"):
+        listed = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
+        return ["-c", f"http.curloptResolve={host}:{port}:{listed}"]
+    return ["-c", f"core.sshCommand={_SSH_COMMAND} -o HostName={addresses[0]} -o HostKeyAlias={host}"]
 
 
 def _protocols(allow_local: bool) -> list[str]:
@@ -218,6 +224,8 @@ class Git:
             "transfer.fsckObjects=true",
             "-c",
             "credential.helper=",
+            "-c",
+            f"core.sshCommand={_SSH_COMMAND}",
             *_protocols(self.allow_local),
             *options,
             *args,

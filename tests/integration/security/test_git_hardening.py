@@ -235,6 +235,29 @@ async def test_internal_hosts_are_refused_right_before_git_connects(tmp_path: Pa
     assert not (tmp_path / "w" / "mirrors").exists()
 
 
+async def test_ssh_connects_to_the_address_checked_and_checks_the_host_key_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: ssh must not resolve the host again. The `ssh` git runs is a recorder here."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    record = tmp_path / "ssh-args"
+    (tools / "ssh").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\nexit 255\n')
+    (tools / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    git = Git(tmp_path / "w", timeout=30, allowlist=["localhost"])
+
+    with pytest.raises(GitError):
+        await git.mirror("ssh://git@localhost:2222/r.git")
+
+    args = record.read_text().splitlines()
+    options = [args[i + 1] for i, arg in enumerate(args) if arg == "-o"]
+    assert "BatchMode=yes" in options
+    assert "HostKeyAlias=localhost" in options
+    [pinned] = [option for option in options if option.startswith("HostName=")]
+    assert pinned.removeprefix("HostName=") in {"127.0.0.1", "::1"}
+
+
 async def test_a_symlink_the_agent_creates_is_caught_by_the_patch_check(tmp_path: Path, origin: Path) -> None:
     git = Git(tmp_path / "w", timeout=60, allow_local=True)
     mirror = await git.mirror(str(origin))
