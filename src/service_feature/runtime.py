@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,6 +42,8 @@ from service_feature.store.database import Database, upgrade
 from service_feature.store.features import fail_feature
 from service_feature.store.outbox import OutboxRelay
 from service_feature.worker.service import WorkerService
+
+_HTTP_SHUTDOWN_SECONDS = 5
 
 log = structlog.get_logger(__name__)
 
@@ -155,7 +158,14 @@ class Platform:
         app = create_app(self.name, {"database": database.ready, "bus": bus.ready}, routers)
         host, port = settings.listen_host_port
         config = uvicorn.Config(
-            app, host=host, port=self.port or port, log_config=None, access_log=False, lifespan="off"
+            app,
+            host=host,
+            port=self.port or port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            # A client holding a connection (a stream, a keep-alive) must not hold up the shutdown.
+            timeout_graceful_shutdown=_HTTP_SHUTDOWN_SECONDS,
         )
         self.http = _Server(config)
         self._http_task = asyncio.create_task(self.http.serve())
@@ -191,25 +201,44 @@ class Platform:
         self.relay.wake()
 
     async def stop(self) -> None:
-        """Stop in dependency order: no new HTTP work, finish in-flight messages, flush the outbox."""
+        """Stop in dependency order: no new HTTP work, finish in-flight messages, flush the outbox. Each
+        step's duration is logged (`platform.stopped`), so a slow shutdown says where it waited."""
+        started = time.monotonic()
+        steps: dict[str, float] = {}
+
+        @contextlib.asynccontextmanager
+        async def step(name: str) -> AsyncIterator[None]:
+            began = time.monotonic()
+            yield
+            steps[name] = round(time.monotonic() - began, 3)
+
         if self.http is not None:
-            self.http.should_exit = True
-            if self._http_task:
-                await self._http_task
+            async with step("http"):
+                self.http.should_exit = True
+                if self._http_task:
+                    await self._http_task
         if self.bus is not None:
-            await self.bus.stop_consuming(self.settings.shutdown_grace_seconds)
+            async with step("drain"):
+                await self.bus.stop_consuming(self.settings.shutdown_grace_seconds)
         for service in self._services:
-            await service.stop()
+            async with step(type(service).__name__):
+                await service.stop()
         if self.switch is not None:
-            await self.switch.stop()
+            async with step("kill_switch"):
+                await self.switch.stop()
         if self.relay is not None:
-            await self.relay.stop()
+            async with step("outbox"):
+                await self.relay.stop()
         if self.bus is not None:
-            await self.bus.close()
+            async with step("bus"):
+                await self.bus.close()
         if self.database is not None:
-            await self.database.close()
+            async with step("database"):
+                await self.database.close()
         if self.nats is not None:
-            await self.nats.stop()
+            async with step("nats_server"):
+                await self.nats.stop()
+        log.info("platform.stopped", seconds=round(time.monotonic() - started, 3), steps=steps)
 
     async def run_until_signalled(self) -> None:
         stop = asyncio.Event()

@@ -63,7 +63,7 @@ class NatsBus:
         self._max_deliver = max_deliver
         self._on_dead_letter = on_dead_letter
         self._tasks: set[asyncio.Task[None]] = set()
-        self._inflight: set[asyncio.Future[None]] = set()
+        self._inflight: set[asyncio.Task[None]] = set()
         self._subscriptions: list[JetStreamContext.PullSubscription] = []
         self._core_subscriptions: list[Subscription] = []
         self._stopping = asyncio.Event()
@@ -194,7 +194,14 @@ class NatsBus:
         another replica takes them at once; then unsubscribe, so the connection drain does not hang."""
         self._stopping.set()
         if self._inflight:
+            log.info("bus.draining", in_flight=sorted(task.get_name() for task in self._inflight))
             _, unfinished = await asyncio.wait(set(self._inflight), timeout=grace_seconds)
+            if unfinished:
+                log.warning(
+                    "bus.drain_grace_expired",
+                    handed_back=sorted(task.get_name() for task in unfinished),
+                    grace_seconds=grace_seconds,
+                )
             for task in unfinished:
                 task.cancel()
             if unfinished:
@@ -240,7 +247,8 @@ class NatsBus:
                 await asyncio.sleep(0.5)
                 continue
             for message in messages:
-                task = asyncio.ensure_future(self._handle_and_release(message, handler, slots))
+                name = f"{message.subject}#{message.metadata.sequence.stream}"  # for the drain's logs
+                task = asyncio.create_task(self._handle_and_release(message, handler, slots), name=name)
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
 
