@@ -13,8 +13,7 @@ a tree. Everything is sorted, so a repository gives the same map every time — 
 prefix that provider caches key on.
 
 Definitions: Python through `ast` (classes with their public method names, public functions with their
-signatures); Go, JavaScript/TypeScript and Rust through regular expressions on top-level declaration lines
-(no parser for them is installed; a declaration split over lines shows only its first line).
+signatures); Go, JavaScript/TypeScript and Rust through tree-sitter in the same form (`outline.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
 from service_feature.worker.context import estimate_tokens
+from service_feature.worker.outline import SUFFIXES, outline
 
 _SKIPPED_DIRS = frozenset(
     {"node_modules", "__pycache__", "venv", "target", "dist", "build", "vendor", "site-packages"}
@@ -36,22 +36,8 @@ _MAX_IMPORT_SCAN = 2_000  # source files; above this, importers of the targets a
 _MAX_LINE = 120
 _PYTHON = frozenset({".py", ".pyi"})
 _JS = frozenset({".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".mts", ".cts"})
-_SOURCE = _PYTHON | _JS | {".go", ".rs"}
+_SOURCE = _PYTHON | SUFFIXES
 
-_DECLARATIONS: dict[str, re.Pattern[str]] = {
-    ".go": re.compile(r"^(?:func\s+(?:\([^)]*\)\s*)?\w+|type\s+\w+)\b.*$", re.MULTILINE),
-    ".rs": re.compile(
-        r"^(?:pub(?:\([\w:]+\))?\s+)?(?:(?:const|async|unsafe|extern\s+\"\w+\")\s+)*"
-        r"(?:fn|struct|enum|trait|type|mod|union|impl)\b.*$",
-        re.MULTILINE,
-    ),
-    "js": re.compile(
-        r"^(?:export\s+(?:default\s+)?)?(?:declare\s+)?(?:abstract\s+)?(?:async\s+)?"
-        r"(?:function\*?|class|interface|type|enum|const\s+enum)\s+[\w$]+.*$"
-        r"|^export\s+(?:const|let|var)\s+[\w$]+.*$",
-        re.MULTILINE,
-    ),
-}
 _JS_IMPORT = re.compile(r"""(?:from\s+|import\s*\(?\s*|require\s*\(\s*)["'](\.{1,2}/[^"']+)["']""")
 _GO_IMPORT = re.compile(r'^\s*(?:import\s+)?(?:\w+\s+)?"([\w./-]+)"\s*$', re.MULTILINE)
 
@@ -124,8 +110,7 @@ def definitions(path: str, text: str | None) -> list[str]:
             return list(_python_definitions(ast.parse(text)))
         except (SyntaxError, ValueError):
             return []
-    pattern = _DECLARATIONS["js" if suffix in _JS else suffix]
-    return [_shorten(match.group(0).split("{", 1)[0]) for match in pattern.finditer(text)]
+    return [_shorten(line) for line in outline(suffix, text.encode())]
 
 
 def _python_definitions(module: ast.Module) -> Iterable[str]:

@@ -103,7 +103,7 @@ def test_a_python_file_that_does_not_parse_has_no_definitions() -> None:
 def test_go_definitions() -> None:
     assert definitions("store/store.go", GO) == [
         "type Store struct",
-        "type Finder interface",
+        "type Finder interface: Find",
         "func New(db *sql.DB) *Store",
         "func (s *Store) Find(ctx context.Context, id string) (*model.Item, error)",
     ]
@@ -111,12 +111,61 @@ def test_go_definitions() -> None:
 
 def test_typescript_definitions() -> None:
     assert definitions("client.ts", TYPESCRIPT) == [
-        "export interface Options",
-        "export type Id = string;",
-        "export default class Client",
+        "export interface Options: verbose",
+        "export type Id = string",
+        "export default class Client: get",
         "export async function connect(url: string): Promise<Client>",
         "function local()",
-        'export const VERSION = "1.0";',
+        'export const VERSION = "1.0"',
+    ]
+
+
+JAVASCRIPT = """// function commented() {}
+const template = "function inString() {}";
+export default function () {}
+export function multi(
+  first,
+  second,
+) {
+  return first;
+}
+export const handler = async (event) => event;
+class Widget extends Base {
+  constructor(props) { super(props); }
+  render() {}
+  _internal() {}
+  #secret() {}
+  static create() {}
+}
+"""
+
+
+def test_javascript_definitions_come_from_a_parser_not_from_lines() -> None:
+    """Comments and strings are not declarations; a signature over several lines is one; methods show."""
+    assert definitions("widget.jsx", JAVASCRIPT) == [
+        "export default function ()",
+        "export function multi(first, second)",
+        "export const handler = async (event)",
+        "class Widget extends Base: constructor, render, create",
+    ]
+
+
+def test_typescript_members_leave_out_private_ones() -> None:
+    source = """export abstract class Repo<T> implements Store {
+  private cache = new Map();
+  private load(): void {}
+  protected abstract find(id: string): T;
+  save(item: T): void {}
+}
+export interface Store { get(id: string): unknown; readonly size: number }
+declare function ambient(name: string): void;
+export enum Color { Red, Green }
+"""
+    assert definitions("repo.ts", source) == [
+        "export abstract class Repo<T> implements Store: find, save",
+        "export interface Store: get, size",
+        "declare function ambient(name: string): void",
+        "export enum Color",
     ]
 
 
@@ -124,10 +173,36 @@ def test_rust_definitions() -> None:
     assert definitions("src/point.rs", RUST) == [
         "pub struct Point",
         "pub(crate) enum Kind",
-        "impl fmt::Display for Point",
+        "impl fmt::Display for Point: fmt",
         "pub async fn load(path: &str) -> Result<Point, Error>",
         "pub trait Shape",
     ]
+
+
+def test_rust_impls_show_public_methods_and_traits_all_of_theirs() -> None:
+    source = """impl Point {
+    pub fn new(x: i32) -> Self { Point { x } }
+    fn helper(&self) {}
+}
+pub trait Shape {
+    fn area(&self) -> f64;
+    fn name(&self) -> String { String::new() }
+}
+pub type Result<T> = std::result::Result<T, Error>;
+"""
+    assert definitions("src/shape.rs", source) == [
+        "impl Point: new",
+        "pub trait Shape: area, name",
+        "pub type Result<T> = std::result::Result<T, Error>",
+    ]
+
+
+def test_go_grouped_types_and_a_half_written_file() -> None:
+    """tree-sitter recovers from a syntax error: what parses around it is still outlined."""
+    source = "package p\n\ntype (\n\tID int\n\tName = string\n)\n\nfunc Broken() {\n\tx := \n}\n"
+    source += "\nfunc Fine() {}\n"
+    expected = ["type ID int", "type Name = string", "func Broken()", "func Fine()"]
+    assert definitions("p.go", source) == expected
 
 
 def test_other_files_have_no_definitions() -> None:
