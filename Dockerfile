@@ -36,6 +36,10 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY src ./src
 # --no-editable: the venv holds a real install of the project, /src is not needed at run time.
 RUN uv sync --frozen --no-dev --no-editable
+# semgrep, for the reviewer's rules, in an environment of its own (its pins clash with the project's).
+ARG SEMGREP_VERSION=1.185.0
+RUN UV_TOOL_DIR=/opt/semgrep/tools UV_TOOL_BIN_DIR=/opt/semgrep/bin \
+    uv tool install --python /usr/local/bin/python3 "semgrep==${SEMGREP_VERSION}"
 
 # —— runtime: slim Python + git + bubblewrap, non-root ——————————————————————————————————————————————
 # Same base image as the builder, so the venv's python symlink (/usr/local/bin/python3) resolves.
@@ -52,8 +56,9 @@ RUN groupadd --system --gid 10001 feature \
  && mkdir -p /var/lib/feature-service/workspaces \
  && chown -R feature:feature /var/lib/feature-service
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/semgrep /opt/semgrep
 COPY scripts/healthcheck.py /usr/local/bin/sf-healthcheck
-ENV PATH=/opt/venv/bin:$PATH \
+ENV PATH=/opt/venv/bin:/opt/semgrep/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     SERVER_ADDRESS=:8080 \

@@ -12,6 +12,11 @@ BIN := $(VENV)/bin
 SF := $(BIN)/service-feature
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# semgrep lives in a tool environment of its own (its pins clash with the project's); its bin dir is put
+# on PATH for every recipe, so the reviewer started by `make demo`, `make up-embedded` and the tests finds it.
+SEMGREP_VERSION := 1.185.0
+SCANNERS := $(TOOLS)/scanners
+export PATH := $(CURDIR)/$(SCANNERS)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
 
@@ -24,8 +29,12 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --quiet
 	@touch $@
 
+$(SCANNERS)/bin/semgrep: | $(UV)
+	UV_TOOL_DIR=$(SCANNERS)/tools UV_TOOL_BIN_DIR=$(SCANNERS)/bin $(UV) tool install --quiet \
+	  --python $(PYTHON) semgrep==$(SEMGREP_VERSION)
+
 .PHONY: install
-install: system-deps $(VENV)/.installed ## Create the virtualenv and install the project (locked)
+install: system-deps $(VENV)/.installed $(SCANNERS)/bin/semgrep ## Create the virtualenv, install the project (locked) and semgrep
 
 .PHONY: system-deps
 system-deps: ## Install the system packages the platform needs (git, bubblewrap) where missing
@@ -261,7 +270,7 @@ k8s-apply: ## Apply them: migration Job first, then the services (needs a cluste
 ## —— Quality ———————————————————————————————————————————————————————————————
 .PHONY: test
 test: install toolchains ## Run the whole test suite
-	SF_REQUIRE_BWRAP=1 SF_REQUIRE_TOOLCHAINS=1 $(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+	SF_REQUIRE_BWRAP=1 SF_REQUIRE_TOOLCHAINS=1 SF_REQUIRE_SEMGREP=1 $(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
 
 .PHONY: toolchains
 toolchains: ## Install the language toolchains the executor's tests run real projects with, where missing

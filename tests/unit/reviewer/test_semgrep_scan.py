@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -10,7 +11,14 @@ from service_feature.reviewer.diff import parse_diff
 from service_feature.reviewer.scanners import semgrep_scan
 from tests.support.review_corpus import MakePatch
 
-needs_semgrep = pytest.mark.skipif(shutil.which("semgrep") is None, reason="semgrep is not installed")
+
+@pytest.fixture
+def semgrep_on_path() -> None:
+    """Skipped without semgrep, unless SF_REQUIRE_SEMGREP=1 (`make test`, which installs it): then failed."""
+    if shutil.which("semgrep") is None:
+        if os.environ.get("SF_REQUIRE_SEMGREP") == "1":
+            pytest.fail("SF_REQUIRE_SEMGREP=1 but semgrep is not on PATH (`make install` puts it there)")
+        pytest.skip("semgrep is not installed")
 
 
 def test_without_semgrep_the_scanner_returns_nothing(
@@ -36,7 +44,7 @@ def test_the_vendored_rules_are_well_formed() -> None:
         assert rule["metadata"]["category"] == "security"
 
 
-@needs_semgrep
+@pytest.mark.usefixtures("semgrep_on_path")
 @pytest.mark.parametrize(
     ("path", "bad", "good", "rule_id"),
     [
@@ -81,3 +89,16 @@ def test_rules_find_the_bad_code_and_pass_the_good(
         (rule_id, FindingCategory.security, Severity.high, path)
     ]
     assert semgrep_scan.scan(parse_diff(good_patch.diff), good_patch.patched) == []
+
+
+@pytest.mark.usefixtures("semgrep_on_path")
+def test_the_patch_cannot_silence_a_rule(make_patch: MakePatch) -> None:
+    silenced = (
+        "import jwt\n\ndef claims(t, k):\n"
+        '    return jwt.decode(t, k, options={"verify_signature": False})  # nosemgrep\n'
+    )
+    patch = make_patch({"README.md": "x\n"}, {"app/auth.py": silenced})
+
+    findings = semgrep_scan.scan(parse_diff(patch.diff), patch.patched)
+
+    assert [f.rule_id for f in findings] == ["semgrep.sf-python-jwt-unverified"]

@@ -1,9 +1,12 @@
 """semgrep with the project's own rules (`reviewer/rules/semgrep/*.yml`), when semgrep is installed.
 
-semgrep is optional: its wheel is large and its registry rule packs need the network and may not be
-redistributed, so the rules are our own and the scanner is skipped when no `semgrep` is on PATH (`review()`
-then says so in its reasons). It runs once per review on the changed files, offline (`--metrics=off`, no
-version check), with `--disable-nosem` so the patch cannot silence it, and keeps the results on added lines.
+semgrep's registry rule packs need the network and may not be redistributed, so the rules are our own.
+`make install` and the image install semgrep (in a tool environment of its own: its pins clash with ours);
+without one on PATH the scanner is skipped and `review()` says so in its reasons. It runs once per review on
+the changed files, offline (`--metrics=off`, no version check), with `--disable-nosem` so the patch cannot
+silence it, and keeps the results on added lines. It runs as `--experimental`, semgrep's native CLI: 0.25 s
+a scan instead of 3.4 s for the Python one; the reviewer's tests (rule cases and the corpus) gave the same
+results with either when it was chosen.
 
 Severity: a rule's ERROR is high, WARNING medium, INFO low. A rule whose `metadata.category` is `security`
 gives security findings, any other quality findings.
@@ -38,8 +41,9 @@ def scan(changes: Sequence[FileChange], patched_tree: Path) -> list[Finding]:
     targets = {change.path: change.added_numbers for change in source_changes(changes, LANGUAGE_SUFFIXES)}
     if semgrep is None or not targets:
         return []
-    command = [semgrep, "scan", "--config", str(RULES_DIR), "--json", "--quiet", "--metrics=off"]
-    command += ["--disable-version-check", "--disable-nosem", "--no-git-ignore", "--", *sorted(targets)]
+    command = [semgrep, "scan", "--experimental", "--config", str(RULES_DIR), "--json", "--quiet"]
+    command += ["--metrics=off", "--disable-version-check", "--disable-nosem", "--no-git-ignore"]
+    command += ["--", *sorted(targets)]
     try:
         completed = subprocess.run(
             command, cwd=patched_tree, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, check=False
