@@ -24,6 +24,7 @@ from sqlalchemy import select
 from service_feature.bus.base import Bus
 from service_feature.store.database import Database
 from service_feature.store.tables import KillSwitchChange, utcnow
+from service_feature.tasks import stop_task
 
 log = structlog.get_logger(__name__)
 
@@ -110,10 +111,7 @@ class KillSwitch:
         self._task = asyncio.create_task(self._poll())
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def wait_released(self) -> None:
         """Return at once when released; otherwise wait (paused, not failed) until it is."""

@@ -20,6 +20,7 @@ from service_feature.bus.base import Bus
 from service_feature.events import Envelope
 from service_feature.store.database import Database
 from service_feature.store.tables import OutboxMessage, utcnow
+from service_feature.tasks import stop_task
 
 log = structlog.get_logger(__name__)
 
@@ -40,10 +41,7 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         await self.flush()  # what is committed goes out before the process exits
 
     async def flush(self) -> int:
