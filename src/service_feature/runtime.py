@@ -86,6 +86,7 @@ class Platform:
         self.bus: NatsBus | None = None
         self.relay: OutboxRelay | None = None
         self.http: _Server | None = None
+        self.bound_port: int | None = None
         self._http_task: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
         self._services: list[Service] = []
@@ -160,7 +161,7 @@ class Platform:
         config = uvicorn.Config(
             app,
             host=host,
-            port=self.port or port,
+            port=self.port if self.port is not None else port,
             log_config=None,
             access_log=False,
             lifespan="off",
@@ -173,11 +174,13 @@ class Platform:
             if self._http_task.done():
                 self._http_task.result()  # raises the bind error
             await asyncio.sleep(0.02)
+        # Port 0 asks the system for a free one: no probe-then-bind race; this is the one it gave.
+        self.bound_port = int(self.http.servers[0].sockets[0].getsockname()[1])
         self.started.set()
         log.info(
             "platform.started",
             services=list(self.services),
-            port=config.port,
+            port=self.bound_port,
             nats=url,
             database=settings.sqlalchemy_url.split("@")[-1],
         )

@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from service_feature.auth import Role, generate_key, issue_key
-from service_feature.bus.embedded import free_port
 from service_feature.config import CommonSettings
 from service_feature.demo import create_origin
 from service_feature.runtime import Platform
@@ -114,15 +113,15 @@ async def running_platform(
         "LLM_SCRIPT": str(scripts),
         "SF_ACK_WAIT_SECONDS": "5",
         "SF_ADMIN_KEY": admin_key,
+        "SERVER_ADDRESS": "127.0.0.1:0",  # loopback, on a port the system picks when binding
         **env,
     }
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
-    port = free_port()
-    platform = Platform(port=port, settings=CommonSettings())
+    platform = Platform(settings=CommonSettings())
     await platform.start()
     try:
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{platform.bound_port}"
         async with AsyncExitStack() as stack, PlatformClient(platform, stack, url, admin_key) as client:
             yield client
     finally:
