@@ -8,13 +8,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from service_feature.config import ExecutorSettings
+from service_feature.executor.sandbox import bwrap as bwrap_module
 from service_feature.executor.sandbox import factory
 from service_feature.executor.sandbox.base import Limits
 from service_feature.executor.sandbox.bwrap import BwrapSandbox
 from service_feature.executor.sandbox.cgroups import CgroupSupport
 from service_feature.executor.sandbox.docker import DockerSandbox
 from service_feature.executor.sandbox.process import ProcessSandbox
-from service_feature.executor.sandbox.userns import Identity
+from service_feature.executor.sandbox.userns import Identity, UserNamespaceError
 
 
 class FakeBwrap(BwrapSandbox):
@@ -151,3 +152,18 @@ def test_limits_follow_the_settings() -> None:
 
     assert (limits.memory_mb, limits.wall_seconds, limits.output_bytes) == (512, 42, 4096)
     assert (limits.pids, limits.cpu_seconds) == (Limits().pids, Limits().cpu_seconds)
+
+
+def test_without_an_unprivileged_identity_bwrap_is_unavailable_with_the_way_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(uid: int) -> Identity:
+        raise UserNamespaceError(f"uid {uid} could not create a user namespace: Operation not permitted")
+
+    monkeypatch.setattr(bwrap_module, "identity_for", refuse)
+
+    error = BwrapSandbox.probe_error(bwrap="true", host_uid=4242)
+
+    assert error is not None
+    assert "uid 4242 could not create a user namespace" in error
+    assert "SANDBOX_HOST_UID=0" in error

@@ -121,7 +121,10 @@ class BwrapSandbox:
         try:
             identity = identity_for(host_uid)
         except UserNamespaceError as error:
-            return f"no unprivileged identity for the sandbox (SANDBOX_HOST_UID={host_uid}): {error}"
+            return (
+                f"no unprivileged identity for the sandbox (SANDBOX_HOST_UID={host_uid}): {error}; "
+                "SANDBOX_HOST_UID=0 runs sandboxes as host root instead (logged as degraded)"
+            )
         probe = [*identity.launch_prefix(), path, *_namespace_options(identity, network=False)]
         try:
             done = subprocess.run(
