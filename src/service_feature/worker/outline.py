@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 
 import tree_sitter_go
@@ -37,6 +38,7 @@ _GRAMMARS: dict[str, Callable[[], object]] = {
     ".cjs": tree_sitter_javascript.language,
 }
 SUFFIXES = frozenset(_GRAMMARS)
+_per_thread = threading.local()
 
 _JS_HEADS = frozenset(
     {"function_declaration", "generator_function_declaration", "function_signature", "enum_declaration"}
@@ -64,9 +66,18 @@ def outline(suffix: str, source: bytes) -> list[str]:
     return [line for node in root.named_children for line in walk(node)]
 
 
-@functools.cache
 def _parser(suffix: str) -> Parser:
-    return Parser(Language(_GRAMMARS[suffix]()))
+    """A parser per thread: the worker builds maps in threads (`asyncio.to_thread`), one feature each, and a
+    tree-sitter parser holds the state of one parse; languages are immutable and shared."""
+    parsers: dict[str, Parser] = _per_thread.__dict__.setdefault("parsers", {})
+    if suffix not in parsers:
+        parsers[suffix] = Parser(_language(suffix))
+    return parsers[suffix]
+
+
+@functools.cache
+def _language(suffix: str) -> Language:
+    return Language(_GRAMMARS[suffix]())
 
 
 # -- JavaScript / TypeScript -------------------------------------------------------------------------------
