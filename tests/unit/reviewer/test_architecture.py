@@ -48,6 +48,9 @@ def found(findings: list[Finding]) -> list[tuple[str, str | None, int | None]]:
         "from .. import infra\n",
         "import sqlalchemy.orm as orm\n",
         "from sqlalchemy import (\n    select,\n)\n",
+        'import importlib; db = importlib.import_module("app.infra.db")\n',
+        'from importlib import import_module; db = import_module("..infra.db", __package__)\n',
+        'orm = __import__("sqlalchemy.orm")\n',
     ],
 )
 def test_forbidden_imports_are_found(make_patch: MakePatch, source: str) -> None:
@@ -66,6 +69,7 @@ def test_forbidden_imports_are_found(make_patch: MakePatch, source: str) -> None
         "from . import order\n",
         "import sqlalchemyish\n",
         "import json\n",
+        'import importlib; plugin = importlib.import_module("app.domain.plugins")\n',
     ],
 )
 def test_allowed_imports_pass(make_patch: MakePatch, source: str) -> None:
@@ -126,6 +130,17 @@ def test_languages_without_an_import_reader_get_an_info_note(make_patch: MakePat
     findings = scan(make_patch, {"app/domain/Order.java": "import app.infra.Db;\n"})
 
     assert [(f.rule_id, f.severity) for f in findings] == [("architecture.unchecked", Severity.info)]
+
+
+def test_an_import_by_a_computed_name_is_noted_as_unchecked(make_patch: MakePatch) -> None:
+    source = "import importlib\n\n\ndef load(name: str) -> object:\n"
+    source += '    return importlib.import_module(f"app.{name}")\n'
+
+    findings = scan(make_patch, {"app/domain/loader.py": source})
+
+    assert [(f.rule_id, f.severity, f.line) for f in findings] == [
+        ("architecture.dynamic-import", Severity.info, 5)
+    ]
 
 
 def test_severity_is_configurable(make_patch: MakePatch) -> None:

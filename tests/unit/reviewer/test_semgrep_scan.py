@@ -31,6 +31,13 @@ def test_without_semgrep_the_scanner_returns_nothing(
     assert semgrep_scan.scan(parse_diff(checkouts.diff), checkouts.patched) == []
 
 
+def test_a_relative_path_entry_still_gives_a_runnable_semgrep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan runs in the checkout: `.tools/scanners/bin/semgrep` would not resolve from there."""
+    monkeypatch.setattr(semgrep_scan.shutil, "which", lambda name: ".tools/scanners/bin/semgrep")
+
+    assert semgrep_scan.executable() == os.path.abspath(".tools/scanners/bin/semgrep")
+
+
 def test_the_vendored_rules_are_well_formed() -> None:
     files = sorted(semgrep_scan.RULES_DIR.glob("*.yml"))
     rules = [rule for path in files for rule in yaml.safe_load(path.read_text())["rules"]]

@@ -14,8 +14,10 @@ written with `.`, `/` or `::`; they are compared in dotted form. The file is rea
 there is one, so a patch cannot relax the rules it is judged by (the policy scanner flags such a change).
 
 Imports are read with `ast` for Python (relative imports resolved against the file's package, a leading
-`src/` dropped), and with a line regex for JavaScript/TypeScript (`import`, `require`; a relative path
-becomes a path from the root, `src/db/client`), Go (import specs) and Rust (`use`, `extern crate`). Source
+`src/` dropped; `importlib.import_module("…")` and `__import__("…")` with a literal name count as imports,
+and one with a computed name gets an info finding saying it could not be checked), and with a line regex
+for JavaScript/TypeScript (`import`, `require`; a relative path becomes a path from the root,
+`src/db/client`), Go (import specs) and Rust (`use`, `extern crate`). Source
 files in other languages (Java, C#, Ruby, ...) that a rule governs get an info finding saying they were not
 checked; other files cannot import. Only imports on lines the patch adds are reported.
 """
@@ -37,6 +39,7 @@ from service_feature.reviewer.diff import FileChange
 from service_feature.reviewer.scanners.paths import matches, source_changes
 
 CONFIG_FILE = ".service-feature.yml"
+COMPUTED_IMPORT = "<computed>"  # stands for the module of `import_module(name)` when `name` is not a literal
 
 _JS_SUFFIXES = (".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx")
 _LINE_IMPORTS: dict[str, re.Pattern[str]] = {
@@ -123,6 +126,11 @@ def scan(changes: Sequence[FileChange], patched_tree: Path, rules_tree: Path | N
         if suffix not in (".py", ".pyi", *_LINE_IMPORTS):
             continue
         for line, modules in _added_imports(change, patched_tree):
+            if COMPUTED_IMPORT in modules:
+                message = "a module imported by a computed name: the architecture rules could not check it"
+                finding = _finding("architecture.dynamic-import", Severity.info, message, change.path, line)
+                findings.append(finding)
+                continue
             for rule in governing:
                 banned = next(((module, hit) for module in modules if (hit := rule.forbidden(module))), None)
                 if banned:
@@ -162,12 +170,32 @@ def _python_imports(path: str, source: str) -> Iterator[tuple[range, list[str]]]
         if isinstance(node, ast.Import):
             yield _lines(node), [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = package[: len(package) - node.level + 1] if node.level else []
-            module = ".".join([*base, *(node.module or "").split(".")]).strip(".")
+            module = _absolute(package, node.level, node.module or "")
             yield _lines(node), [module, *(f"{module}.{alias.name}".strip(".") for alias in node.names)]
+        elif isinstance(node, ast.Call) and _is_dynamic_import(node.func) and node.args:
+            name = node.args[0]
+            if isinstance(name, ast.Constant) and isinstance(name.value, str):
+                dots = len(name.value) - len(name.value.lstrip("."))
+                yield _lines(node), [_absolute(package, dots, name.value[dots:])]
+            else:
+                yield _lines(node), [COMPUTED_IMPORT]
 
 
-def _lines(node: ast.stmt) -> range:
+def _is_dynamic_import(func: ast.expr) -> bool:
+    """`importlib.import_module`, a bare `import_module` (from importlib) or `__import__`."""
+    if isinstance(func, ast.Attribute):
+        owner = func.value
+        return func.attr == "import_module" and isinstance(owner, ast.Name) and owner.id == "importlib"
+    return isinstance(func, ast.Name) and func.id in ("import_module", "__import__")
+
+
+def _absolute(package: list[str], level: int, module: str) -> str:
+    """`module` imported `level` packages up from `package` (0: absolute), in dotted form."""
+    base = package[: len(package) - level + 1] if level else []
+    return ".".join([*base, *module.split(".")]).strip(".")
+
+
+def _lines(node: ast.stmt | ast.expr) -> range:
     return range(node.lineno, (node.end_lineno or node.lineno) + 1)
 
 

@@ -15,6 +15,7 @@ gives security findings, any other quality findings.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -32,8 +33,9 @@ _SEVERITY = {"ERROR": Severity.high, "WARNING": Severity.medium, "INFO": Severit
 
 
 def executable() -> str | None:
-    """The semgrep on PATH, if any."""
-    return shutil.which("semgrep")
+    """The semgrep on PATH, if any, as an absolute path (it runs in the checkout, not in this cwd)."""
+    found = shutil.which("semgrep")
+    return os.path.abspath(found) if found else None
 
 
 def scan(changes: Sequence[FileChange], patched_tree: Path) -> list[Finding]:
