@@ -20,8 +20,10 @@ def test_the_corpus_covers_the_issue() -> None:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_case(name: str, tmp_path: Path) -> None:
+def test_case(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     case = materialise(name, tmp_path / name)
+    if any(rule.startswith("semgrep.") for rule in case.observed_rules):
+        request.getfixturevalue("semgrep_on_path")
 
     result = review(case.subject, case.policy)
 

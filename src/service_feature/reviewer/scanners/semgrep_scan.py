@@ -8,8 +8,8 @@ silence it, and keeps the results on added lines. It runs as `--experimental`, s
 a scan instead of 3.4 s for the Python one; the reviewer's tests (rule cases and the corpus) gave the same
 results with either when it was chosen.
 
-Severity: a rule's ERROR is high, WARNING medium, INFO low. A rule whose `metadata.category` is `security`
-gives security findings, any other quality findings.
+Severity: a rule's CRITICAL is critical, ERROR (or HIGH) high, WARNING (or MEDIUM) medium, INFO (or LOW)
+low. A rule whose `metadata.category` is `security` gives security findings, any other quality findings.
 """
 
 from __future__ import annotations
@@ -29,7 +29,15 @@ from service_feature.reviewer.scanners.paths import source_changes
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules" / "semgrep"
 LANGUAGE_SUFFIXES = (".py", ".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".go")  # what the rules cover
 TIMEOUT_SECONDS = 300.0
-_SEVERITY = {"ERROR": Severity.high, "WARNING": Severity.medium, "INFO": Severity.low}
+_SEVERITY = {
+    "CRITICAL": Severity.critical,
+    "ERROR": Severity.high,
+    "HIGH": Severity.high,
+    "WARNING": Severity.medium,
+    "MEDIUM": Severity.medium,
+    "INFO": Severity.low,
+    "LOW": Severity.low,
+}
 
 
 def executable() -> str | None:
