@@ -160,5 +160,19 @@ def test_ordinary_code_and_removed_lines_are_not_secrets(make_patch: MakePatch) 
     assert scan(make_patch, base, patch) == []
 
 
+def test_aws_documented_example_credentials_are_not_secrets(make_patch: MakePatch) -> None:
+    how_to = (
+        "Set `AWS_ACCESS_KEY_ID` (it looks like `AKIAIOSFODNN7EXAMPLE`)\n"
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n"
+    )
+    assert scan(make_patch, {"docs/s3.md": "# S3\n"}, {"docs/s3.md": how_to}) == []
+
+
+def test_a_key_that_only_contains_example_is_still_a_key(make_patch: MakePatch) -> None:
+    findings = scan(make_patch, {"s.py": "\n"}, {"s.py": 'KEY_ID = "AKIAEXAMPLE7LZ4TPJ3M6"\n'})
+
+    assert [f.rule_id for f in findings] == ["secrets.aws-access-key"]
+
+
 def test_binary_files_are_left_to_the_policy_scanner(make_patch: MakePatch) -> None:
     assert scan(make_patch, {"a.txt": "x\n"}, {"blob.bin": b"\x00" + GITHUB_TOKEN.encode()}) == []

@@ -10,7 +10,8 @@ entropy-only or keyword-only hit is high, because it may be a fixture or a diges
 test files and lock files, where random-looking strings are normal. Inline allowlist pragmas are ignored: the
 patch's author is the agent under review.
 
-A secret is not blamed on the patch when the base already had it: when its text appears in a removed or
+AWS's documented example credentials (`…EXAMPLE`, `…EXAMPLEKEY`) are not reported. A secret is not
+blamed on the patch when the base already had it: when its text appears in a removed or
 context line of the diff (a moved or re-indented line) or in the base version of the file (`base_tree`). A
 private key is recognised by its header line, which is the same for every key: when the patch also adds the
 line below the header, that first line of key material must be in the base too.
@@ -34,6 +35,9 @@ from service_feature.reviewer.scanners.paths import is_test_path
 _HEURISTIC_TYPES = frozenset({"Base64 High Entropy String", "Hex High Entropy String", "Secret Keyword"})
 _IGNORED_TYPES = frozenset({"Public IP (ipv4)"})  # an address is not a credential
 _TOKEN_CHARS = re.compile(r"[\w\-+/=.~]")
+# The credentials AWS prints in its documentation (`AKIAIOSFODNN7EXAMPLE`, `wJalr…EXAMPLEKEY`): never valid,
+# quoted in every how-to. A real key id or secret ending so is not going to happen.
+_DOCUMENTED_EXAMPLE = re.compile(r"(?:AKIA|ASIA)[0-9A-Z]{9}EXAMPLE|[A-Za-z0-9/+]{30}EXAMPLEKEY")
 
 # Formats detect-secrets 1.5 does not know. Each regex matches the whole credential.
 _EXTRA_FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -80,6 +84,8 @@ def scan(changes: Sequence[FileChange], base_tree: Path | None = None) -> list[F
                 if hit.kind == "Private Key" and line.number + 1 in added:  # a new body under a known header
                     evidence.append(added[line.number + 1].strip())
                 if all(part in base_lines or part in base_text for part in evidence):
+                    continue
+                if _DOCUMENTED_EXAMPLE.fullmatch(hit.evidence):
                     continue
                 findings.append(_finding(hit, change.path, line.number))
     return findings
