@@ -160,6 +160,26 @@ def test_ordinary_code_and_removed_lines_are_not_secrets(make_patch: MakePatch) 
     assert scan(make_patch, base, patch) == []
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        f'TOKEN = "{GITHUB_TOKEN[:4]}" + "{GITHUB_TOKEN[4:]}"',
+        f"const token = '{GITHUB_TOKEN[:10]}' + '{GITHUB_TOKEN[10:20]}' + '{GITHUB_TOKEN[20:]}';",
+        f'TOKEN = ("{GITHUB_TOKEN[:4]}" "{GITHUB_TOKEN[4:]}")',
+    ],
+)
+def test_a_credential_split_into_string_literals_is_found_whole(make_patch: MakePatch, line: str) -> None:
+    findings = scan(make_patch, {"app.py": "\n"}, {"app.py": line + "\n"})
+
+    assert [(f.rule_id, f.severity) for f in findings] == [("secrets.github-token", Severity.critical)]
+
+
+def test_a_split_credential_the_base_had_is_not_blamed(make_patch: MakePatch) -> None:
+    split = f'TOKEN = "{GITHUB_TOKEN[:4]}" + "{GITHUB_TOKEN[4:]}"\n'
+
+    assert scan(make_patch, {"app.py": split}, {"app.py": split + "OTHER = 1\n"}) == []
+
+
 def test_aws_documented_example_credentials_are_not_secrets(make_patch: MakePatch) -> None:
     how_to = (
         "Set `AWS_ACCESS_KEY_ID` (it looks like `AKIAIOSFODNN7EXAMPLE`)\n"

@@ -10,7 +10,9 @@ entropy-only or keyword-only hit is high, because it may be a fixture or a diges
 test files and lock files, where random-looking strings are normal. Inline allowlist pragmas are ignored: the
 patch's author is the agent under review.
 
-AWS's documented example credentials (`…EXAMPLE`, `…EXAMPLEKEY`) are not reported. A secret is not
+A credential split into adjacent string literals (`"ghp_" + "…"`) is found: known formats are also
+matched on the line with such literals joined. AWS's documented example credentials (`…EXAMPLE`,
+`…EXAMPLEKEY`) are not reported. A secret is not
 blamed on the patch when the base already had it: when its text appears in a removed or
 context line of the diff (a moved or re-indented line) or in the base version of the file (`base_tree`). A
 private key is recognised by its header line, which is the same for every key: when the patch also adds the
@@ -37,6 +39,8 @@ _IGNORED_TYPES = frozenset({"Public IP (ipv4)"})  # an address is not a credenti
 _TOKEN_CHARS = re.compile(r"[\w\-+/=.~]")
 # The credentials AWS prints in its documentation (`AKIAIOSFODNN7EXAMPLE`, `wJalr…EXAMPLEKEY`): never valid,
 # quoted in every how-to. A real key id or secret ending so is not going to happen.
+# Two string literals side by side, joined by `+` or nothing (Python, JavaScript, Go, ...), same quotes.
+_SPLIT_LITERAL = re.compile(r"""(["'])([^"'\\\n]*)\1\s*\+?\s*\1([^"'\\\n]*)\1""")
 _DOCUMENTED_EXAMPLE = re.compile(r"(?:AKIA|ASIA)[0-9A-Z]{9}EXAMPLE|[A-Za-z0-9/+]{30}EXAMPLEKEY")
 
 # Formats detect-secrets 1.5 does not know. Each regex matches the whole credential.
@@ -71,11 +75,13 @@ _PLUGINS = _load_plugins()
 def scan(changes: Sequence[FileChange], base_tree: Path | None = None) -> list[Finding]:
     """One finding per (added line, credential kind) that the base did not already contain."""
     base_lines = "\n".join(line.text for change in changes for line in (*change.removed, *change.context))
+    base_lines += "\n" + _joined(base_lines)
     findings: list[Finding] = []
     for change in changes:
         if change.is_binary or not change.added:
             continue
         base_text = _base_text(change, base_tree)
+        base_text += "\n" + _joined(base_text)
         heuristics = not (is_test_path(change.path) or heuristic.is_lock_file(change.path))
         added = {line.number: line.text for line in change.added}
         for line in change.added:
@@ -94,6 +100,8 @@ def scan(changes: Sequence[FileChange], base_tree: Path | None = None) -> list[F
 def _line_hits(path: str, line: str, heuristics: bool) -> list[_Hit]:
     """Known formats win: a line with a known credential does not also report its entropy."""
     hits = list(_known_hits(path, line))
+    if not hits and (joined := _joined(line)) != line:
+        hits = list(_known_hits(path, joined))
     if not hits and heuristics:
         hits = list(_heuristic_hits(path, line))
     unique: dict[str, _Hit] = {}
@@ -101,6 +109,15 @@ def _line_hits(path: str, line: str, heuristics: bool) -> list[_Hit]:
         if not any(hit.evidence in seen for seen in unique):
             unique[hit.evidence] = hit
     return list(unique.values())
+
+
+def _joined(text: str) -> str:
+    """`text` with adjacent string literals joined (`"ghp_" + "aQhm…"` → `"ghp_aQhm…"`), so that a credential
+    split to slip past the format detectors is seen whole."""
+    previous = None
+    while previous != text:
+        previous, text = text, _SPLIT_LITERAL.sub(lambda m: f"{m[1]}{m[2]}{m[3]}{m[1]}", text, count=1)
+    return text
 
 
 def _known_hits(path: str, line: str) -> Iterator[_Hit]:
