@@ -22,12 +22,13 @@ import hashlib
 import ipaddress
 import os
 import shutil
-import signal
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from service_feature.processes import kill_group
 
 _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
@@ -250,7 +251,7 @@ class Git:
         try:
             out, err = await asyncio.wait_for(process.communicate(stdin), timeout=self.timeout)
         except TimeoutError:
-            _kill_group(process.pid)  # git's helpers (remote-https, index-pack) too
+            kill_group(process.pid)  # git's helpers (remote-https, index-pack) too
             await process.wait()
             raise GitError(f"git {args[0]} timed out after {self.timeout:.0f} s") from None
         finally:
@@ -319,7 +320,7 @@ class Git:
         while True:
             await asyncio.sleep(_SIZE_POLL_SECONDS)
             if await asyncio.to_thread(_disk_usage, path) > self.max_repository_mb * 1024 * 1024:
-                _kill_group(pid)
+                kill_group(pid)
                 return True
 
     async def _check_size(self, path: Path) -> None:
@@ -473,8 +474,3 @@ def _disk_usage(path: Path) -> int:
             with contextlib.suppress(FileNotFoundError):
                 total += os.lstat(os.path.join(root, name)).st_size
     return total
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)

@@ -20,7 +20,6 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from service_feature.auth import Authenticator, Principal, Role
 from service_feature.config import GatewaySettings
-from service_feature.events import Envelope, EventType, Subjects
 from service_feature.gateway.limits import body_limited_route
 from service_feature.gateway.schemas import (
     EventOut,
@@ -36,7 +35,6 @@ from service_feature.models import ExecutionId, FeatureRequest
 from service_feature.ratelimit import RateLimiter
 from service_feature.store.database import Database
 from service_feature.store.features import (
-    add_outbox,
     count_open_features,
     create_feature,
     events_of,
@@ -45,6 +43,7 @@ from service_feature.store.features import (
     latest_review,
     list_features,
     move,
+    request_delivery,
     transcript_of,
 )
 from service_feature.store.outbox import OutboxRelay
@@ -260,15 +259,7 @@ def feature_router(settings: GatewaySettings, database: Database, relay: OutboxR
                 FeatureStatus.delivering,
                 detail={"approved_by": principal.name, "comment": decision.reason},
             )
-            add_outbox(
-                session,
-                Subjects.DELIVERY_REQUESTED,
-                Envelope(
-                    type=EventType.DELIVERY_REQUESTED,
-                    execution_id=feature.execution_id,
-                    payload={"attempt": feature.attempts},
-                ),
-            )
+            request_delivery(session, feature)
 
         return await change(execution_id, principal, apply)
 

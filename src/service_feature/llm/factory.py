@@ -10,13 +10,17 @@ OPENAI_BASE_URL).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from service_feature.config import LLMSettings
 from service_feature.llm.anthropic import AnthropicProvider
 from service_feature.llm.base import LLMProvider
 from service_feature.llm.openai import OpenAIProvider
 from service_feature.llm.retry import RetryPolicy
 
-PROVIDER_KINDS = ("anthropic", "openai")
+# Both take the same keyword arguments (those of create_provider).
+_PROVIDERS: dict[str, Callable[..., LLMProvider]] = {"anthropic": AnthropicProvider, "openai": OpenAIProvider}
+PROVIDER_KINDS = tuple(_PROVIDERS)
 
 
 def create_provider(
@@ -30,27 +34,12 @@ def create_provider(
     retry: RetryPolicy | None = None,
 ) -> LLMProvider:
     """A provider of `kind`; ValueError for a kind nobody implements."""
-    match kind:
-        case "anthropic":
-            return AnthropicProvider(
-                model=model,
-                api_key=api_key,
-                base_url=base_url,
-                max_tokens=max_tokens,
-                timeout=timeout,
-                retry=retry,
-            )
-        case "openai":
-            return OpenAIProvider(
-                model=model,
-                api_key=api_key,
-                base_url=base_url,
-                max_tokens=max_tokens,
-                timeout=timeout,
-                retry=retry,
-            )
-        case _:
-            raise ValueError(f"unknown LLM provider {kind!r}: expected one of {', '.join(PROVIDER_KINDS)}")
+    provider = _PROVIDERS.get(kind)
+    if provider is None:
+        raise ValueError(f"unknown LLM provider {kind!r}: expected one of {', '.join(PROVIDER_KINDS)}")
+    return provider(
+        model=model, api_key=api_key, base_url=base_url, max_tokens=max_tokens, timeout=timeout, retry=retry
+    )
 
 
 def provider_from_settings(settings: LLMSettings) -> LLMProvider:

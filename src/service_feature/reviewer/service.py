@@ -22,7 +22,7 @@ from fastapi import APIRouter
 from service_feature.auth import Authenticator
 from service_feature.bus.base import Bus, Delivery
 from service_feature.config import ReviewerSettings
-from service_feature.events import Envelope, EventType, Subjects
+from service_feature.events import Subjects
 from service_feature.git import Git
 from service_feature.killswitch import KillSwitch
 from service_feature.lifecycle import FeatureStatus
@@ -42,12 +42,12 @@ from service_feature.reviewer.model_review import (
 from service_feature.reviewer.review import ReviewInput, ReviewPolicy, review
 from service_feature.store.database import Database
 from service_feature.store.features import (
-    add_outbox,
     claim_message,
     execution_for,
     find_feature,
     move,
     patch_for,
+    request_delivery,
 )
 from service_feature.store.outbox import OutboxRelay
 from service_feature.store.tables import Feature, Review
@@ -205,13 +205,5 @@ class ReviewerService:
             reason = "; ".join(result.reasons) if result.decision is not Decision.approve else None
             move(session, feature, _NEXT_STATUS[result.decision], reason=reason, detail=result.summary())
             if result.decision is Decision.approve:
-                add_outbox(
-                    session,
-                    Subjects.DELIVERY_REQUESTED,
-                    Envelope(
-                        type=EventType.DELIVERY_REQUESTED,
-                        execution_id=execution_id,
-                        payload={"attempt": attempt},
-                    ),
-                )
+                request_delivery(session, feature)
         self._relay.wake()

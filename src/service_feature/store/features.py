@@ -132,6 +132,16 @@ def append_event(
     session.add(FeatureEvent(execution_id=execution_id, type=event_type, status=status.value, detail=detail))
 
 
+def request_delivery(session: AsyncSession, feature: Feature) -> None:
+    """Queue the delivery of the feature's current attempt: after the reviewer's approval or a person's."""
+    envelope = Envelope(
+        type=EventType.DELIVERY_REQUESTED,
+        execution_id=feature.execution_id,
+        payload={"attempt": feature.attempts},
+    )
+    add_outbox(session, Subjects.DELIVERY_REQUESTED, envelope)
+
+
 def add_outbox(session: AsyncSession, subject: str, envelope: Envelope) -> None:
     session.add(OutboxMessage(subject=subject, envelope=envelope.model_dump(mode="json")))
 

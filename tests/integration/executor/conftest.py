@@ -10,6 +10,7 @@ import pytest
 
 from service_feature.executor.sandbox.base import Limits
 from service_feature.executor.sandbox.bwrap import BwrapSandbox
+from tests.support.processes import host_processes
 
 
 @pytest.fixture(scope="session")
@@ -35,18 +36,12 @@ def workspace(tmp_path: Path) -> Path:
     return path
 
 
-def _host_cmdlines() -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-            except OSError:  # exited meanwhile
-                continue
-    return found
-
-
 @pytest.fixture
 def processes_with() -> Callable[[str], list[str]]:
     """Host processes whose command line contains a marker: what must not survive a run."""
-    return lambda marker: [cmdline for cmdline in _host_cmdlines() if marker in cmdline]
+
+    def matching(marker: str) -> list[str]:
+        cmdlines = (raw.replace(b"\0", b" ").decode(errors="replace") for _, raw in host_processes())
+        return [cmdline for cmdline in cmdlines if marker in cmdline]
+
+    return matching

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import uuid
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from service_feature.executor.sandbox.base import Limits
 from service_feature.executor.sandbox.bwrap import BwrapSandbox
 from service_feature.executor.sandbox.userns import DEFAULT_HOST_UID, identity_for
+from tests.support.processes import host_processes
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the hand-off is what a root executor does")
 
@@ -143,12 +143,7 @@ async def _host_pid_of(cmdline: str) -> int:
     """The host pid of the one process whose command line is exactly `cmdline` (NUL-separated)."""
     wanted = cmdline.encode()
     for _ in range(100):
-        for entry in Path("/proc").iterdir():
-            if re.fullmatch(r"\d+", entry.name):
-                try:
-                    if (entry / "cmdline").read_bytes() == wanted:
-                        return int(entry.name)
-                except OSError:
-                    continue
+        if found := [pid for pid, raw in host_processes() if raw == wanted]:
+            return found[0]
         await asyncio.sleep(0.05)
     raise AssertionError(f"no host process runs {cmdline!r}")

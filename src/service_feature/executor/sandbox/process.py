@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from service_feature.executor.sandbox.base import TRUNCATION_MARKER, Limits, ProcessResult
+from service_feature.processes import kill_group
 
 _READ_CHUNK = 65536
 
@@ -60,11 +59,11 @@ async def run_captured(
     try:
         timed_out, cancelled = await wait_or_stop(waiter, limits.wall_seconds, cancel)
         if timed_out or cancelled:
-            _kill_group(process.pid)
+            kill_group(process.pid)
             await waiter
     finally:
         if not waiter.done():
-            _kill_group(process.pid)
+            kill_group(process.pid)
             waiter.cancel()
     # A daemon that escaped the wait may keep the pipe open: the group kill above closes it; cap the wait.
     with contextlib.suppress(TimeoutError):
@@ -98,11 +97,6 @@ async def wait_or_stop(
     if waiter in done:
         return False, False
     return not done, bool(done)
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 class ProcessSandbox:
