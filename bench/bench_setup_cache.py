@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import statistics
 import subprocess
@@ -27,39 +26,16 @@ from service_feature.executor.sandbox.bwrap import BwrapSandbox
 from service_feature.executor.toolchains import toolchain_for
 from service_feature.git import Git
 from service_feature.models import Language
+from tests.support.projects import npm_project
 
 LIMITS = Limits(wall_seconds=300, memory_mb=2048, pids=512, cpu_seconds=600, tmp_size_mb=512)
-IS_NUMBER = "sha512-41Cifkg6e8TylSpdtTpeLVMqvSBEVzTttHvERD741+pnZ8ANv0004MRL43QKPDlK9cGvNp6NZWZUBlbGXYxxng=="
 PROJECTS: dict[Language, dict[str, str]] = {
     Language.python: {
         "requirements.txt": "six==1.17.0\n",
         "test_app.py": "import six\n\n\ndef test_six():\n    assert six.PY3\n",
     },
     Language.javascript: {
-        "package.json": json.dumps(
-            {
-                "name": "b",
-                "version": "1.0.0",
-                "scripts": {"test": "node --test"},
-                "dependencies": {"is-number": "7.0.0"},
-            }
-        ),
-        "package-lock.json": json.dumps(
-            {
-                "name": "b",
-                "version": "1.0.0",
-                "lockfileVersion": 3,
-                "requires": True,
-                "packages": {
-                    "": {"name": "b", "version": "1.0.0", "dependencies": {"is-number": "7.0.0"}},
-                    "node_modules/is-number": {
-                        "version": "7.0.0",
-                        "resolved": "https://registry.npmjs.org/is-number/-/is-number-7.0.0.tgz",
-                        "integrity": IS_NUMBER,
-                    },
-                },
-            }
-        ),
+        **npm_project("b"),
         "test/n.test.js": "const t = require('node:test');\nt('n', () => require('is-number')(1));\n",
     },
     Language.go: {

@@ -8,7 +8,6 @@ test, unless SF_REQUIRE_TOOLCHAINS=1 (CI): then it fails.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import textwrap
@@ -22,6 +21,7 @@ from service_feature.executor.sandbox.bwrap import BwrapSandbox
 from service_feature.executor.toolchains import toolchain_for
 from service_feature.git import Git
 from service_feature.models import Language, TestResult
+from tests.support.projects import npm_project
 
 LIMITS = Limits(wall_seconds=180, memory_mb=2048, pids=512, cpu_seconds=600, tmp_size_mb=512)
 
@@ -154,33 +154,7 @@ async def test_python_requirements_are_installed_once_and_tests_have_no_network(
 
 
 NODE = {
-    "package.json": json.dumps(
-        {
-            "name": "tiny",
-            "version": "1.0.0",
-            "scripts": {"test": "node --test"},
-            "dependencies": {"is-number": "7.0.0"},
-        }
-    ),
-    "package-lock.json": json.dumps(
-        {
-            "name": "tiny",
-            "version": "1.0.0",
-            "lockfileVersion": 3,
-            "requires": True,
-            "packages": {
-                "": {"name": "tiny", "version": "1.0.0", "dependencies": {"is-number": "7.0.0"}},
-                "node_modules/is-number": {
-                    "version": "7.0.0",
-                    "resolved": "https://registry.npmjs.org/is-number/-/is-number-7.0.0.tgz",
-                    "integrity": "sha512-41Cifkg6e8TylSpdtTpeLVMqvSBEVzTttHvERD741+pnZ8ANv0004MRL4"
-                    "3QKPDlK9cGvNp6NZWZUBlbGXYxxng==",
-                    "license": "MIT",
-                    "engines": {"node": ">=0.12.0"},
-                },
-            },
-        }
-    ),
+    **npm_project("tiny"),
     "test/number.test.js": """
         const test = require('node:test');
         const assert = require('node:assert');
