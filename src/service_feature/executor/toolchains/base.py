@@ -1,0 +1,148 @@
+"""What each language needs to run a repository's tests: dependency files, setup, test command, environment.
+
+One `Toolchain` per language, declarative where it can be, so the cached setup (`setup.py`) and the runner
+stay language-agnostic:
+
+* **dependency files**: repository-root files whose contents decide the installed environment; their hash
+  (with the language and the toolchain's version) is the cache key, and a patch that changes them is flagged.
+* **setup**: the commands that install dependencies, run once per cache key in a sandbox with network. They
+  write into `<workspace>/.service-feature-env` (the "home"); `kept` names what they leave in the workspace
+  itself (`node_modules`). Both are moved into the cache afterwards.
+* **test**: the command, run without network; the home is then a link to the read-only cache entry, so every
+  path baked in during setup (venv scripts, editable installs pointing at /workspace) is valid again.
+* **readonly_paths**: toolchain installs outside the system dirs the sandbox already shows (a rustup sysroot
+  under /root, a node under /opt), bound read-only.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from service_feature.executor.results import (
+    Counts,
+    parse_any,
+)
+from service_feature.models import Language
+
+ENV_DIR = ".service-feature-env"
+JUNIT_FILE = ".service-feature-junit.xml"
+GO_BUILD_CACHE = ".service-feature-go-build"
+_SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
+BASE_ENV = {
+    # The platform's interpreter comes first, so `python -m pytest` in a test_command finds pytest.
+    "PATH": ":".join((str(Path(sys.executable).parent), *_SYSTEM_PATH)),
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+    "CI": "true",
+}
+_VERSION_TIMEOUT_SECONDS = 30
+
+DependencyFiles = Mapping[str, bytes]  # repository-root file name → contents
+
+
+@dataclass(frozen=True)
+class Installation:
+    """Where a toolchain's commands are found (`bin_dir`, for PATH) and the install they belong to (`root`,
+    bound read-only; the sandbox skips it when it is a system dir it shows anyway)."""
+
+    bin_dir: Path
+    root: Path
+
+
+class Toolchain:
+    """The defaults every language shares; subclasses say what differs."""
+
+    languages: tuple[Language, ...] = ()
+    binary = ""
+    dependency_patterns: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+    version_commands: tuple[tuple[str, ...], ...] = ()
+
+    def dependency_names(self, names: Iterable[str]) -> list[str]:
+        """The dependency files among a repository root's file names, sorted."""
+        return sorted(n for n in names if any(fnmatchcase(n, p) for p in self.dependency_patterns))
+
+    def needs_setup(self, files: DependencyFiles) -> bool:
+        """Whether there is anything to install; a repository without it runs its tests directly."""
+        return bool(files)
+
+    def setup_commands(self, home: str, files: DependencyFiles) -> list[list[str]]:
+        raise NotImplementedError
+
+    def test_command(self, home: str | None) -> list[str]:
+        raise NotImplementedError
+
+    def variables(self, home: str | None, workspace: str, *, online: bool) -> dict[str, str]:
+        """Environment variables beyond PATH; `home` is None when the repository needed no setup."""
+        return {}
+
+    def path_dirs(self, home: str | None) -> list[str]:
+        """Directories to put before the system PATH."""
+        installation = self.installation
+        if installation is None or str(installation.bin_dir) in _SYSTEM_PATH:
+            return []
+        return [str(installation.bin_dir)]
+
+    def parse(self, output: str, workdir: Path) -> Counts | None:
+        return parse_any(output)
+
+    @functools.cached_property
+    def installation(self) -> Installation | None:
+        """Found once: toolchains are module-level singletons."""
+        return self._locate()
+
+    def _locate(self) -> Installation | None:
+        found = shutil.which(self.binary, path=":".join(host_path()))
+        if found is None:
+            return None
+        return Installation(bin_dir=Path(found).parent, root=Path(found).resolve().parent.parent)
+
+    def missing(self) -> str | None:
+        """Why this toolchain cannot run here, or None."""
+        return None if self.installation else f"{self.binary} is not installed on the executor"
+
+    def readonly_paths(self) -> tuple[Path, ...]:
+        installation = self.installation
+        return (installation.root,) if installation else ()
+
+    @functools.cached_property
+    def version(self) -> str:
+        """The toolchain's version, part of the cache key: an upgrade rebuilds the environments."""
+        return self._version()
+
+    def _version(self) -> str:
+        installation = self.installation
+        if installation is None:
+            return ""
+        return " ".join(
+            command_output([str(installation.bin_dir / c[0]), *c[1:]]) for c in self.version_commands
+        )
+
+    def environment(self, home: str | None, workspace: str, *, online: bool) -> dict[str, str]:
+        """The whole environment of a sandboxed command (setup when `online`, else the tests)."""
+        path = ":".join(dict.fromkeys([*self.path_dirs(home), *BASE_ENV["PATH"].split(":")]))
+        return {**BASE_ENV, "PATH": path, **self.variables(home, workspace, online=online)}
+
+
+def host_path() -> list[str]:
+    """Where the executor looks for toolchains: its PATH plus the usual per-user install (rustup's)."""
+    return [*os.environ.get("PATH", "").split(":"), str(Path.home() / ".cargo" / "bin"), *_SYSTEM_PATH]
+
+
+def command_output(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=_VERSION_TIMEOUT_SECONDS, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip()
