@@ -134,6 +134,8 @@ class TestResult(BaseModel):
     failures no test can be named for (a crash, a build or collection error). `dependency_files_changed`
     lists the dependency manifests/lock files the patch changed (their setup reruns only when policy allows).
     `environment` says which installed environment the tests ran with and whether it came from the cache.
+    `untestable` is set by a preparation run (the base commit alone, before any model call) when the base
+    cannot be tested at all: the step, the command and the tail of its output, in words a user can act on.
     """
 
     __test__: ClassVar[bool] = False
@@ -154,6 +156,7 @@ class TestResult(BaseModel):
     classification: dict[str, list[str]] = Field(default_factory=dict)
     dependency_files_changed: list[str] = Field(default_factory=list)
     environment: dict[str, Any] | None = None
+    untestable: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -167,7 +170,7 @@ class TestResult(BaseModel):
         failing test the base also failed (`still_failing`) does not block; a removed test does not block
         either (deleting tests is the reviewer's concern).
         """
-        if self.timed_out or self.exit_code is None or self.passed == 0:
+        if self.untestable or self.timed_out or self.exit_code is None or self.passed == 0:
             return False
         if self.baseline is None:
             return self.exit_code == 0 and self.failed == 0 and self.errored == 0

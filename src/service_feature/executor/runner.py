@@ -196,6 +196,48 @@ class TestRunner:
             environment=env.describe(),
         )
 
+    async def prepare(self, spec: RunSpec) -> TestResult:
+        """Setup and the baseline on the base commit alone (`spec.diff` is ignored), before any model call:
+        the result's `untestable` says why the base cannot be tested, if so. The environment and the
+        baseline it builds are cached, so the patched runs that follow reuse them."""
+        toolchain = toolchain_for(spec.language)
+        if missing := toolchain.missing():
+            return TestResult(
+                command="", sandbox=self._sandbox.name, exit_code=None, errored=1, untestable=missing
+            )
+        async with self._slots:
+            mirror = await self._git.mirror(spec.repository_url, commit=spec.base_commit)
+            base_files = await self._dependency_files(toolchain, mirror, spec.base_commit)
+            try:
+                env = await self._environment(spec, mirror, toolchain, base_files, "")
+            except SetupFailed as error:
+                reason = f"environment: {error}"[-_TAIL_CHARS:]
+                return TestResult(
+                    command="setup",
+                    sandbox=self._sandbox.name,
+                    exit_code=None,
+                    errored=1,
+                    output_tail=reason,
+                    untestable=reason,
+                )
+            baseline, _ = await self._baseline(spec, mirror, toolchain, env)
+        argv = test_argv(spec, toolchain, None)
+        return TestResult(
+            command=shlex.join(argv),
+            sandbox=self._sandbox.name,
+            exit_code=baseline["exit_code"],
+            passed=int(baseline["passed"]),
+            failed=int(baseline["failed"]),
+            errored=int(baseline["errored"]),
+            skipped=int(baseline["skipped"]),
+            timed_out=bool(baseline["timed_out"]),
+            duration_seconds=float(baseline["duration_seconds"]),
+            output_tail=str(baseline.get("output_tail", "")),
+            baseline=baseline,
+            environment=env.describe(),
+            untestable=toolchain.untestable(baseline, shlex.join(argv)),
+        )
+
     def cancel(self, execution_id: str | None = None) -> int:
         """Stop the running executions of one feature (or all of them); returns how many were signalled."""
         targets = [run for run in self.active.values() if execution_id in (None, run.execution_id)]
@@ -238,7 +280,11 @@ class TestRunner:
                 async with self._worktree(spec, mirror, "base") as workdir:
                     outcome = await self._test(spec, toolchain, env, workdir, "baseline")
                 stored = {
-                    "summary": {"commit": spec.base_commit, **outcome.summary()},
+                    "summary": {
+                        "commit": spec.base_commit,
+                        **outcome.summary(),
+                        "output_tail": outcome.process.output[-_TAIL_CHARS:],
+                    },
                     "cases": [case.model_dump(mode="json") for case in outcome.counts.cases],
                 }
                 if not outcome.process.timed_out:

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 from service_feature.executor.results import (
     Counts,
@@ -94,6 +95,21 @@ class Toolchain:
 
     def parse(self, output: str, workdir: Path) -> Counts | None:
         return parse_any(output)
+
+    def untestable(self, baseline: Mapping[str, Any], command: str) -> str | None:
+        """Why the base commit's suite could not run at all (so no patch can be judged by it), or None.
+        `baseline` is the base run's summary (`Outcome.summary()` plus `output_tail`). By default: it
+        timed out, or it failed with no test passed or failed by name (a build or collection error)."""
+        if baseline.get("timed_out"):
+            return f"baseline: `{command}` timed out on the base commit"
+        failed_to_run = baseline.get("exit_code") not in (0, None) and not baseline.get("passed")
+        if failed_to_run and not baseline.get("failed"):
+            tail = str(baseline.get("output_tail", ""))[-2000:]
+            return (
+                f"baseline: `{command}` cannot run the base commit's tests "
+                f"(exit {baseline.get('exit_code')})\n{tail}"
+            )
+        return None
 
     @functools.cached_property
     def installation(self) -> Installation | None:
