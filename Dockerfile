@@ -19,6 +19,11 @@
 
 ARG PYTHON_VERSION=3.11
 ARG UV_VERSION=0.13.9
+# The toolchains the executor tests repositories with, from Debian (bookworm: Go 1.19, Node 18 + npm 9,
+# Rust 1.63); Python is the image's own, venv included. yarn and pnpm are not here: setup installs the
+# version a repository pins from the npm registry. Build with an empty value for an image without them: the
+# executor then logs at start-up which languages it cannot test.
+ARG EXECUTOR_TOOLCHAINS="golang-go nodejs npm cargo rustc"
 
 # —— builder: uv installs the locked dependencies and the project into /opt/venv ——————————————————
 FROM python:${PYTHON_VERSION}-slim-bookworm AS builder
@@ -41,14 +46,17 @@ ARG SEMGREP_VERSION=1.185.0
 RUN UV_TOOL_DIR=/opt/semgrep/tools UV_TOOL_BIN_DIR=/opt/semgrep/bin \
     uv tool install --python /usr/local/bin/python3 "semgrep==${SEMGREP_VERSION}"
 
-# —— runtime: slim Python + git + bubblewrap, non-root ——————————————————————————————————————————————
-# Same base image as the builder, so the venv's python symlink (/usr/local/bin/python3) resolves.
+# —— runtime: slim Python + git + bubblewrap + the executor's toolchains, non-root ———————————————————————
+# Same base image as the builder, so the venv's python symlink (/usr/local/bin/python3) resolves. Every
+# service's image shares these layers, so the toolchains are stored once, not once per service.
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
+ARG EXECUTOR_TOOLCHAINS
 # Unpinned on purpose: Debian stable only ships security fixes, and a pinned version disappears from the
 # mirror once it is superseded, breaking the build.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends git bubblewrap ca-certificates \
+      ${EXECUTOR_TOOLCHAINS} \
  && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 feature \
  && useradd --system --uid 10001 --gid feature --home-dir /var/lib/feature-service --create-home \
@@ -88,6 +96,15 @@ CMD ["reviewer"]
 
 FROM runtime AS executor
 CMD ["executor"]
+
+# —— sandbox: the image SANDBOX_TYPE=docker runs each test in (SANDBOX_DOCKER_IMAGE) ——————————————————————
+# The runtime's layers, so the same toolchains and interpreter paths as the executor, without the service's
+# entrypoint (the sandbox passes the test command) and healthcheck, as the sandbox's unprivileged user.
+FROM runtime AS sandbox
+ENTRYPOINT []
+CMD ["bash"]
+HEALTHCHECK NONE
+USER 65534:65534
 
 # `docker build .` without --target: the generic image (gateway by default, any service by command).
 FROM runtime AS default

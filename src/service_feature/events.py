@@ -21,6 +21,8 @@ class Subjects:
     """One subject per hop, each read by one filtered durable consumer (a WorkQueue stream allows that)."""
 
     FEATURE_REQUESTS = "feature.requests"
+    ENVIRONMENT_REQUESTED = "feature.environment.requested"
+    ENVIRONMENT_COMPLETED = "feature.environment.completed"
     TESTS_REQUESTED = "feature.tests.requested"
     TESTS_COMPLETED = "feature.tests.completed"
     REVIEW_REQUESTED = "feature.review.requested"
@@ -28,6 +30,8 @@ class Subjects:
     DELIVERY_REQUESTED = "feature.delivery.requested"
     WORK = (
         FEATURE_REQUESTS,
+        ENVIRONMENT_REQUESTED,
+        ENVIRONMENT_COMPLETED,
         TESTS_REQUESTED,
         TESTS_COMPLETED,
         REVIEW_REQUESTED,
@@ -45,6 +49,8 @@ class Subjects:
 
 class EventType:
     FEATURE_REQUESTED = "feature.requested"
+    ENVIRONMENT_REQUESTED = "environment.requested"
+    ENVIRONMENT_COMPLETED = "environment.completed"
     TESTS_REQUESTED = "tests.requested"
     TESTS_COMPLETED = "tests.completed"
     REVIEW_REQUESTED = "review.requested"

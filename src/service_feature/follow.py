@@ -56,10 +56,27 @@ def _event_line(event: dict[str, Any]) -> str:
         extra = f" — {detail['reason']}"
     elif event["type"] == "tests.completed":
         extra = f" — {detail.get('passed', 0)} passed, {detail.get('failed', 0)} failed"
+    elif event["type"] == "environment.completed":
+        extra = f" — base: {detail.get('passed', 0)} passed, {detail.get('failed', 0)} failed"
+        extra += " (cannot be tested)" if detail.get("untestable") else ""
     elif "branch" in detail:
         extra = f" — {detail['branch']} @ {str(detail.get('commit', ''))[:12]}"
     time = event["created_at"][11:23]
     return f"[dim]{time}[/] [bold cyan]{event['status']:<18}[/] {event['type']}{extra}"
+
+
+def describe_preparation(preparation: dict[str, Any]) -> str:
+    """One line for the setup and baseline on the base commit (the feature's `preparation`)."""
+    setup = f"setup {preparation['setup']} ({preparation.get('setup_seconds', 0):.1f} s)"
+    baseline = preparation.get("baseline")
+    if baseline:
+        counts = (
+            f"base: {baseline['passed']} passed, {baseline['failed']} failed, {baseline['errored']} errored"
+        )
+        setup += f"; {counts}" + (" (cached)" if baseline.get("cached") else "")
+    if preparation.get("untestable"):
+        setup += f"; cannot be tested: {preparation['untestable']}"
+    return setup
 
 
 def print_outcome(url: str, feature: dict[str, Any], console: Console, headers: dict[str, str]) -> None:
@@ -70,6 +87,8 @@ def print_outcome(url: str, feature: dict[str, Any], console: Console, headers: 
         console.print(Syntax(patch.text, "diff", word_wrap=True))
     table = Table(show_header=False, box=None)
     table.add_row("status", f"[bold]{feature['status']}[/]")
+    if preparation := feature.get("preparation"):
+        table.add_row("preparation", describe_preparation(preparation))
     tests = feature.get("test_summary") or {}
     if tests:
         table.add_row(

@@ -44,7 +44,67 @@ _LOCAL_SCHEMES = ("file",)
 
 
 class GitError(RuntimeError):
-    """A git command failed; the message is fit to show on the feature."""
+    """A git command failed; the message is fit to show on the feature. `detail` is git's own account
+    (its meaningful stderr lines, or the timeout), for callers that say what the command was for."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail or message
+
+
+# Lines of git's stderr that say nothing about this failure: progress, hints, and the generic advice after
+# every failed fetch (which, being last, used to be the whole message: "and the repository exists.").
+_STDERR_NOISE = (
+    "Cloning into",
+    "hint:",
+    "Please make sure you have the correct access rights",
+    "and the repository exists.",
+)
+_STDERR_CHARS = 1000
+_WHAT_TO_CHECK = (
+    "check repository_url: it must name a git repository that exists and that every service can read"
+)
+_BRANCHES_LISTED = 10
+
+
+def stderr_summary(stderr: str) -> str:
+    """git's meaningful stderr lines as one: noise dropped, `fatal:`/`error:` prefixes off, no repeats."""
+    lines: list[str] = []
+    for raw in stderr.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(_STDERR_NOISE):
+            continue
+        line = line.removeprefix("fatal: ").removeprefix("error: ")
+        if line not in lines:
+            lines.append(line)
+    return "; ".join(lines)[-_STDERR_CHARS:]
+
+
+def _subcommand(args: Sequence[str]) -> str:
+    """The git subcommand among the arguments (`clone`, `fetch`), past global options like --git-dir."""
+    takes_value = False
+    for arg in args:
+        if takes_value:
+            takes_value = False
+        elif arg in ("--git-dir", "-C"):
+            takes_value = True
+        elif not arg.startswith("-"):
+            return arg
+    return args[0] if args else "git"
+
+
+def local_repository_problem(url: str) -> str | None:
+    """What is wrong with a local repository's path, if anything: git says "does not exist" both for a
+    missing path and for a directory that is not a repository. None for a remote URL."""
+    if _remote(url) is not None or urlsplit(url).scheme.lower() not in ("", *_LOCAL_SCHEMES):
+        return None
+    path = Path(urlsplit(url).path)
+    if not path.exists():
+        return f"{path} does not exist on this host"
+    is_bare = (path / "HEAD").is_file() and (path / "objects").is_dir()
+    if not path.is_dir() or not (is_bare or (path / ".git").exists()):
+        return f"{path} exists but is not a git repository"
+    return None
 
 
 class RepositoryRefused(ValueError):
@@ -253,7 +313,8 @@ class Git:
         except TimeoutError:
             kill_group(process.pid)  # git's helpers (remote-https, index-pack) too
             await process.wait()
-            raise GitError(f"git {args[0]} timed out after {self.timeout:.0f} s") from None
+            timed_out = f"timed out after {self.timeout:.0f} s"
+            raise GitError(f"git {_subcommand(args)} {timed_out}", timed_out) from None
         finally:
             if watchdog is not None:
                 watchdog.cancel()
@@ -263,10 +324,8 @@ class Git:
                 f"git {args[0]} was stopped while downloading it"
             )
         if process.returncode != 0:
-            message = err.decode(errors="replace").strip().splitlines()
-            raise GitError(
-                f"git {args[0]} failed: {message[-1] if message else 'exit ' + str(process.returncode)}"
-            )
+            detail = stderr_summary(err.decode(errors="replace")) or f"exit {process.returncode}"
+            raise GitError(f"git {_subcommand(args)} failed: {detail}", detail)
         return out.decode(errors="replace")
 
     # -- mirrors ---------------------------------------------------------------------------------------
@@ -310,6 +369,10 @@ class Git:
             except RepositoryRefused:
                 await asyncio.to_thread(shutil.rmtree, target, True)  # a cache: the next use starts afresh
                 raise
+            except GitError as error:
+                why = local_repository_problem(url) or error.detail
+                verb = "fetch" if fetching else "clone"
+                raise GitError(f"git {verb} of {url} failed: {why}; {_WHAT_TO_CHECK}") from None
             if not fetching:
                 target.rename(path)
         return path
@@ -353,7 +416,19 @@ class Git:
                 )
             ).strip()
         except GitError:
-            raise GitError(f"branch '{branch}' does not exist in the repository") from None
+            raise GitError(
+                f"branch '{branch}' does not exist in the repository; {await self._branches_hint(mirror)}"
+            ) from None
+
+    async def _branches_hint(self, mirror: Path) -> str:
+        listing = await self.run(
+            "--git-dir", str(mirror), "for-each-ref", "--format=%(refname:short)", "refs/heads/"
+        )
+        branches = listing.split()
+        if not branches:
+            return "it has no branches (an empty repository?)"
+        shown = ", ".join(branches[:_BRANCHES_LISTED]) + (", …" if len(branches) > _BRANCHES_LISTED else "")
+        return f"set `branch` to one it has: {shown}"
 
     # -- worktrees -------------------------------------------------------------------------------------
 

@@ -1,8 +1,11 @@
 """A feature's life as an explicit state machine: pure code, no I/O.
 
-    queued → checking_out → generating → testing → reviewing → delivering → delivered
-                                  ↑__________|  (failing tests go back to the agent, up to MAX_ATTEMPTS)
-                                                  reviewing → awaiting_approval → delivering | rejected
+    queued → checking_out → preparing → generating → testing → reviewing → delivering → delivered
+                                              ↑__________|  (failing tests: back to the agent, MAX_ATTEMPTS)
+                                                reviewing → awaiting_approval → delivering | rejected
+
+`preparing` is the executor's setup and baseline run on the base commit, before any model call: a base that
+cannot be tested fails the feature there, without spending an attempt on the agent.
 
 `failed`, `rejected`, `cancelled` and `delivered` are terminal. Any non-terminal state may fail or be
 cancelled. Every transition the services make goes through `transition()`, so an impossible one (for
@@ -19,6 +22,7 @@ from enum import StrEnum
 class FeatureStatus(StrEnum):
     queued = "queued"
     checking_out = "checking_out"
+    preparing = "preparing"
     generating = "generating"
     testing = "testing"
     reviewing = "reviewing"
@@ -40,7 +44,8 @@ TERMINAL = frozenset(
 
 _FORWARD: dict[FeatureStatus, frozenset[FeatureStatus]] = {
     FeatureStatus.queued: frozenset({FeatureStatus.checking_out}),
-    FeatureStatus.checking_out: frozenset({FeatureStatus.generating}),
+    FeatureStatus.checking_out: frozenset({FeatureStatus.preparing}),
+    FeatureStatus.preparing: frozenset({FeatureStatus.generating}),
     FeatureStatus.generating: frozenset({FeatureStatus.testing}),
     FeatureStatus.testing: frozenset({FeatureStatus.reviewing, FeatureStatus.generating}),
     FeatureStatus.reviewing: frozenset(

@@ -49,7 +49,22 @@ async def test_a_request_becomes_a_tested_reviewed_delivered_branch(
 
         events = (await api.get("/api/v1/features/e2e1/events")).json()["events"]
         statuses = [e["status"] for e in events if e["type"].startswith("status.")]
-        assert statuses == ["checking_out", "generating", "testing", "reviewing", "delivering", "delivered"]
+        assert statuses == [
+            "checking_out",
+            "preparing",
+            "generating",
+            "testing",
+            "reviewing",
+            "delivering",
+            "delivered",
+        ]
+        prepared = next(e for e in events if e["type"] == "environment.completed")
+        assert (prepared["detail"]["passed"], prepared["detail"]["untestable"]) == (1, None)
+        preparation = feature["preparation"]
+        assert preparation["testable"] is True
+        assert preparation["setup"] in {"not needed", "installed", "cached"}
+        assert preparation["baseline"]["passed"] == 1
+        assert preparation["baseline"]["cached"] is False
         patch = (await api.get("/api/v1/features/e2e1/patch")).text
         assert "+++ b/src/demo_app/greeting.py" in patch
         transcript = (await api.get("/api/v1/features/e2e1/transcript")).json()["entries"]
@@ -125,7 +140,9 @@ async def test_tests_that_never_pass_fail_the_feature_after_max_attempts(
         await api.post("/api/v1/features", json=feature_request(origin, "never"))
         feature = await wait_for(api, "never", FINAL)
     assert feature["status"] == "failed"
-    assert feature["failure_reason"].startswith("tests still failing after 2 attempt(s): 1 failed")
+    assert feature["failure_reason"] == (
+        "tests still failing after 2 attempt(s): 1 new failing: tests.test_greeting::test_x"
+    )
 
 
 async def test_bad_input_is_refused_and_the_platform_keeps_serving(
@@ -164,10 +181,14 @@ async def test_bad_input_is_refused_and_the_platform_keeps_serving(
 
         norepo = await wait_for(api, "norepo", FINAL)
         assert norepo["status"] == "failed"
-        assert norepo["failure_reason"].startswith("checkout failed: git clone failed")
+        assert norepo["failure_reason"].startswith(
+            f"checkout failed: git clone of {tmp_path / 'does-not-exist'} failed: "
+            f"{tmp_path / 'does-not-exist'} does not exist on this host; check repository_url"
+        )
         nobranch = await wait_for(api, "nobranch", FINAL)
-        assert (
-            nobranch["failure_reason"] == "checkout failed: branch 'develop' does not exist in the repository"
+        assert nobranch["failure_reason"] == (
+            "checkout failed: branch 'develop' does not exist in the repository; "
+            "set `branch` to one it has: main"
         )
         badtool = await wait_for(api, "badtool", FINAL)
         assert badtool["failure_reason"] == "LLM script names unknown tool 'git_push' in turn 2"

@@ -237,7 +237,7 @@ async def test_an_allowlisted_internal_host_passes_the_gateway(
         assert "REPOSITORY_ALLOWLIST" in public.json()["detail"][0]["msg"]
         feature = await wait_for(api, "al", FINAL)
         assert feature["failure_reason"].startswith(
-            "checkout failed: git clone failed: fatal: unable to access"
+            "checkout failed: git clone of https://127.0.0.1:1/r.git failed: unable to access"
         )
 
 

@@ -40,6 +40,9 @@ async def test_a_feature_is_one_trace(
     assert {
         "submit feature",
         "handle feature.requests",
+        "handle feature.environment.requested",
+        "handle feature.environment.completed",
+        "handle feature.attempts.requested",
         "handle feature.tests.requested",
         "handle feature.tests.completed",
         "handle feature.review.requested",

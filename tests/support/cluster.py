@@ -81,7 +81,7 @@ class Cluster:
         self.replicas[name] = replica
         return replica
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         for replica in self.replicas.values():
             while True:

@@ -9,6 +9,10 @@ travels in the request, so any executor replica can run any feature's tests. A r
 2. **baseline**: the same test command on the base commit, cached per (repository, commit, command,
    environment), so failures already there are reported as pre-existing instead of blamed on the patch.
 3. **the patched run**, without network, and its classification against the baseline (`baseline.py`).
+
+What detection gets wrong for one repository, an operator overrides in `.service-feature.yml` at its root
+(`overrides.py`): extra setup commands, the test command, the Python version; a request's own test
+command still comes first.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import shlex
 import time
 import uuid
@@ -29,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from service_feature.executor.baseline import classify
+from service_feature.executor.overrides import OVERRIDES_FILE, overrides_or_default
 from service_feature.executor.results import Counts
 from service_feature.executor.sandbox.base import Limits, ProcessResult, Sandbox
 from service_feature.executor.setup import (
@@ -95,7 +99,8 @@ class Outcome:
     process: ProcessResult
     counts: Counts
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, toolchain: Toolchain) -> dict[str, Any]:
+        no_tests = toolchain.no_tests(self.process.exit_code)
         return {
             "passed": self.counts.passed,
             "failed": self.counts.failed,
@@ -105,6 +110,7 @@ class Outcome:
             "exit_code": self.process.exit_code,
             "timed_out": self.process.timed_out,
             "duration_seconds": round(self.process.duration_seconds, 3),
+            **({"no_tests": "the suite ran and found no test"} if no_tests else {}),
         }
 
 
@@ -112,9 +118,17 @@ def test_argv(spec: RunSpec, toolchain: Toolchain, home: str | None) -> list[str
     return ["sh", "-c", spec.test_command] if spec.test_command else toolchain.test_command(home)
 
 
+def with_overrides(spec: RunSpec, base_files: DependencyFiles) -> RunSpec:
+    """The request's test command, else the repository's `.service-feature.yml` one, else detection's."""
+    if spec.test_command:
+        return spec
+    return spec.model_copy(update={"test_command": overrides_or_default(base_files).test_command})
+
+
 def measure(toolchain: Toolchain, process: ProcessResult, workdir: Path) -> Counts:
     counts = toolchain.parse(process.output, workdir) or Counts()
-    if process.exit_code not in (0, None) and counts.failed == 0 and counts.errored == 0:
+    failed_to_run = process.exit_code not in (0, None) and not toolchain.no_tests(process.exit_code)
+    if failed_to_run and counts.failed == 0 and counts.errored == 0:
         counts.errored += 1  # the runner failed without a test to blame (collection error, crash, …)
     return counts
 
@@ -157,6 +171,8 @@ class TestRunner:
             async with self._worktree(spec, mirror, "patched") as workdir:
                 await self._git.apply(workdir, spec.diff)
                 base_files = await self._dependency_files(toolchain, mirror, spec.base_commit)
+                toolchain = toolchain.for_project(base_files)
+                spec = with_overrides(spec, base_files)
                 patched_files = await self._dependency_files(toolchain, workdir, "")
                 changed = changed_files(base_files, patched_files)
                 try:
@@ -208,6 +224,8 @@ class TestRunner:
         async with self._slots:
             mirror = await self._git.mirror(spec.repository_url, commit=spec.base_commit)
             base_files = await self._dependency_files(toolchain, mirror, spec.base_commit)
+            toolchain = toolchain.for_project(base_files)
+            spec = with_overrides(spec, base_files)
             try:
                 env = await self._environment(spec, mirror, toolchain, base_files, "")
             except SetupFailed as error:
@@ -282,7 +300,7 @@ class TestRunner:
                 stored = {
                     "summary": {
                         "commit": spec.base_commit,
-                        **outcome.summary(),
+                        **outcome.summary(toolchain),
                         "output_tail": outcome.process.output[-_TAIL_CHARS:],
                     },
                     "cases": [case.model_dump(mode="json") for case in outcome.counts.cases],
@@ -352,13 +370,15 @@ class TestRunner:
         """The toolchain's dependency files with their contents: at `commit` of a mirror, or (commit "")
         in a worktree's index, which `apply --index` updated. Both read through git, so they compare."""
         git_dir = ["--git-dir", str(where)] if commit else ["-C", str(where)]
+        # Every path, not only the root's: patterns may name subdirectories (requirements/*.txt).
         if commit:
-            listing = await self._git.run(*git_dir, "ls-tree", "-z", "--name-only", commit)
-            names = [name for name in listing.split("\0") if name]
+            listing = await self._git.run(*git_dir, "ls-tree", "-r", "-z", "--name-only", commit)
         else:
-            names = [entry.name for entry in os.scandir(where) if entry.is_file()]
+            listing = await self._git.run(*git_dir, "ls-files", "-z")
+        names = [name for name in listing.split("\0") if name]
         files: dict[str, bytes] = {}
-        for name in toolchain.dependency_names(names):
+        overrides = [OVERRIDES_FILE] if OVERRIDES_FILE in names else []
+        for name in [*toolchain.dependency_names(names), *overrides]:
             content = await self._git.run(*git_dir, "show", f"{commit}:{name}")
             files[name] = content.encode()
         return files

@@ -20,7 +20,10 @@ Why this shape:
   setup is not cached (a registry hiccup must not stick).
 
 Layout under the cache root (`<executor workspace>/cache`): `envs/<language>-<key>/{home,node_modules,
-manifest.json}`, `envs/<…>.lock`, and `baselines/<key>.json` (the runner's base-commit results, `JsonStore`).
+manifest.json}`, `envs/<…>.lock`, `downloads/<name>` (a toolchain's download cache, uv's, kept across setups
+and bound read-write into the setup sandbox only: a test never sees it), and `baselines/<key>.json` (the
+runner's base-commit results, `JsonStore`). The download cache is shared by every repository's setup; what a
+setup writes there can reach another's environment, the price of not downloading the same wheels again.
 
 The bubblewrap sandbox mounts a private tmpfs over `/dev/shm`, so a cache there would be invisible to the
 tests: such a cache root is refused with a message rather than failing obscurely (one under `/tmp` works:
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -43,13 +47,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
+
+from service_feature.executor.overrides import OVERRIDES_FILE, InvalidOverrides, read_overrides
 from service_feature.executor.sandbox.base import ProcessResult, Sandbox
 from service_feature.executor.sandbox.bwrap import WORKSPACE, BwrapSandbox
 from service_feature.executor.sandbox.process import ProcessSandbox
-from service_feature.executor.toolchains import ENV_DIR, DependencyFiles, Toolchain
+from service_feature.executor.toolchains import ENV_DIR, DependencyFiles, SetupStep, Toolchain
 
 _HIDDEN_BY_SANDBOX = (Path("/dev/shm"),)  # noqa: S108 - checked against, never used
 _OUTPUT_TAIL = 4000
+_NOTE_TAIL = 1000
+_log = structlog.get_logger()
 
 # The runner's way of running one sandboxed command: it registers the run (so it can be cancelled) and
 # raises when it was. Arguments: sandbox, argv, workdir, environment, what the run is (for operators).
@@ -59,33 +68,44 @@ Checkout = Callable[[], AbstractAsyncContextManager[Path]]
 
 
 class SetupFailed(Exception):
-    """Installing the dependencies failed; the message says which command and ends with its output."""
+    """Installing the dependencies failed or cannot start; the message says which step and command, and
+    ends with the command's output."""
 
 
 @dataclass(frozen=True)
 class Environment:
-    """An installed environment (or none: nothing needed installing) as test runs use it."""
+    """An installed environment (or none: nothing needed installing) as test runs use it. `bound`: host
+    paths it needs besides its entry (an interpreter); `setup`: what was run to make it and `notes`: what a
+    user should know about it (a fallback taken), both from its manifest."""
 
     key: str
     entry: Path | None = None
     kept: tuple[str, ...] = ()
     cached: bool = False
     setup_seconds: float = 0.0
+    bound: tuple[Path, ...] = ()
+    setup: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, object]:
-        return {
+        described: dict[str, object] = {
             "key": self.key[:16],
             "installed": self.entry is not None,
             "cached": self.cached,
             "setup_seconds": round(self.setup_seconds, 3),
         }
+        if self.setup:
+            described["setup"] = list(self.setup)
+        if self.notes:
+            described["notes"] = list(self.notes)
+        return described
 
     def home(self, workspace: str) -> str | None:
         """The home as a sandboxed command sees it, for the toolchain's variables."""
         return f"{workspace}/{ENV_DIR}" if self.entry else None
 
     def readonly_paths(self) -> tuple[Path, ...]:
-        return (self.entry,) if self.entry else ()
+        return (self.entry, *self.bound) if self.entry else ()
 
     def link_into(self, workdir: Path) -> None:
         """Point the workspace's home and kept dirs at the cache entry (replacing whatever is there)."""
@@ -126,6 +146,43 @@ def with_readonly(sandbox: Sandbox, paths: Sequence[Path]) -> Sandbox:
     if not isinstance(sandbox, BwrapSandbox) or not paths:
         return sandbox
     return sandbox.with_readonly(paths)
+
+
+def with_writable(sandbox: Sandbox, paths: Sequence[Path]) -> Sandbox:
+    """`sandbox`, also able to write `paths` (existing directories), as `with_readonly` decides."""
+    if not isinstance(sandbox, BwrapSandbox) or not paths:
+        return sandbox
+    return sandbox.with_writable(paths)
+
+
+def environment_key(toolchain: Toolchain, files: DependencyFiles) -> str:
+    """The key of the environment these files get: the language, the toolchain's version, the setup
+    commands, and the files that decide them (the toolchain's `key_files` and the override file)."""
+    overrides_file = {name: files[name] for name in (OVERRIDES_FILE,) if name in files}
+    identity = f"{toolchain.version}\0{_recipe(toolchain, files)}"
+    return dependency_key(
+        toolchain.languages[0].value, identity, {**toolchain.key_files(files), **overrides_file}
+    )
+
+
+def _recipe(toolchain: Toolchain, files: DependencyFiles) -> str:
+    """The setup commands these files get, as part of the key: when the platform learns to install a
+    project differently, its environment is rebuilt rather than reused as the old commands left it."""
+    if not toolchain.needs_setup(files):
+        return ""
+    steps = toolchain.setup_steps("<home>", files)
+    return json.dumps([[s.argv, s.fallback.argv if s.fallback else None] for s in steps])
+
+
+def _override_steps(files: DependencyFiles) -> list[SetupStep]:
+    purpose = f"the repository's setup command ({OVERRIDES_FILE})"
+    return [SetupStep(["sh", "-c", command], purpose, command) for command in read_overrides(files).setup]
+
+
+def setup_failure(step: SetupStep, result: ProcessResult) -> str:
+    status = "timed out" if result.timed_out else f"exit {result.exit_code}"
+    tail = result.output[-_OUTPUT_TAIL:].strip()
+    return f"{step.purpose}: `{step.shown}` failed ({status}):\n{tail}"
 
 
 @contextlib.asynccontextmanager
@@ -177,19 +234,48 @@ class EnvironmentCache:
         self, toolchain: Toolchain, files: DependencyFiles, checkout: Checkout, run: RunCommand
     ) -> Environment:
         """The environment for these dependency files, built now unless cached; raises SetupFailed."""
-        key = dependency_key(toolchain.languages[0].value, toolchain.version, files)
-        if not toolchain.needs_setup(files):
+        # Bound to these files (they may be a patch's, not the base's the runner bound it to).
+        toolchain = toolchain.for_project(files)
+        key = environment_key(toolchain, files)
+        if reason := toolchain.unsupported(files):
+            raise SetupFailed(reason)
+        try:
+            overrides = read_overrides(files)
+        except InvalidOverrides as error:
+            raise SetupFailed(str(error)) from error
+        if not toolchain.needs_setup(files) and not overrides.setup:
             return Environment(key=key)
         entry = self.entry(toolchain, key)
+        bound = toolchain.readonly_paths()
         if entry.is_dir():
-            return Environment(key=key, entry=entry, kept=toolchain.kept, cached=True)
+            return self._described(Environment(key, entry, toolchain.kept, True, bound=bound))
         self._check_visible()
         started = time.monotonic()
         async with file_lock(entry.with_name(entry.name + ".lock")):
             cached = entry.is_dir()  # built by another run while this one waited
             if not cached:
                 await self._build(toolchain, files, key, entry, checkout, run)
-        return Environment(key, entry, toolchain.kept, cached, time.monotonic() - started)
+        built = Environment(key, entry, toolchain.kept, cached, time.monotonic() - started, bound)
+        return self._described(built)
+
+    @staticmethod
+    def _described(environment: Environment) -> Environment:
+        """With the setup commands and notes its manifest recorded."""
+        assert environment.entry is not None
+        try:
+            manifest = json.loads((environment.entry / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return environment
+        setup = tuple(str(line) for line in manifest.get("setup", []))
+        notes = tuple(str(line) for line in manifest.get("notes", []))
+        return dataclasses.replace(environment, setup=setup, notes=notes)
+
+    def _download_cache(self, toolchain: Toolchain) -> Path | None:
+        if not toolchain.download_cache:
+            return None
+        directory = self.root / "downloads" / toolchain.download_cache
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
 
     def _check_visible(self) -> None:
         root = self.root.resolve()
@@ -217,12 +303,15 @@ class EnvironmentCache:
             (workdir / ENV_DIR).mkdir(exist_ok=True)
             env = toolchain.environment(home, workspace, online=True)
             sandbox = with_readonly(self._sandbox, toolchain.readonly_paths())
-            for argv in toolchain.setup_commands(home, files):
-                result = await run(sandbox, argv, workdir, env, "setup")
-                if result.exit_code != 0 or result.timed_out:
-                    status = "timed out" if result.timed_out else f"exit {result.exit_code}"
-                    tail = result.output[-_OUTPUT_TAIL:]
-                    raise SetupFailed(f"dependency setup failed: `{' '.join(argv)}` ({status})\n{tail}")
+            downloads = self._download_cache(toolchain)
+            if downloads is not None:
+                env |= toolchain.download_variables(str(downloads))
+                sandbox = with_writable(sandbox, [downloads])
+            detected = toolchain.setup_steps(home, files) if toolchain.needs_setup(files) else []
+            steps = [*detected, *_override_steps(files)]
+            notes: list[str] = []
+            for step in steps:
+                notes += await self._run_step(step, sandbox, workdir, env, run)
             partial = entry.with_name(entry.name + ".partial")
             await asyncio.to_thread(shutil.rmtree, partial, True)
             partial.mkdir(parents=True)
@@ -236,6 +325,25 @@ class EnvironmentCache:
             "toolchain": toolchain.version,
             "files": {name: hashlib.sha256(content).hexdigest() for name, content in sorted(files.items())},
             "setup_seconds": round(time.monotonic() - started, 3),
+            "setup": [f"{step.purpose}: {step.shown}" for step in steps],
+            "notes": notes,
         }
         (partial / "manifest.json").write_text(json.dumps(manifest, indent=2))
         partial.rename(entry)
+
+    async def _run_step(
+        self, step: SetupStep, sandbox: Sandbox, workdir: Path, env: Mapping[str, str], run: RunCommand
+    ) -> list[str]:
+        """One setup step, or its fallback when it fails; returns the notes a fallback leaves."""
+        result = await run(sandbox, step.argv, workdir, env, "setup")
+        if result.exit_code == 0 and not result.timed_out:
+            return []
+        failure = setup_failure(step, result)
+        if step.fallback is None or result.timed_out:
+            raise SetupFailed(failure)
+        fallback = step.fallback
+        _log.warning("setup.fallback", failed=step.shown, fallback=fallback.shown, note=step.fallback_note)
+        retried = await run(sandbox, fallback.argv, workdir, env, "setup")
+        if retried.exit_code != 0 or retried.timed_out:
+            raise SetupFailed(f"{failure}\n\nthen {setup_failure(fallback, retried)}")
+        return [f"{step.fallback_note}\n{failure[-_NOTE_TAIL:]}"]

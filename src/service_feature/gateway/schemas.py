@@ -25,6 +25,11 @@ class FeatureOut(BaseModel):
     base_commit: str | None
     delivered_branch: str | None
     delivered_commit: str | None
+    preparation: dict[str, Any] | None = Field(
+        description="The setup and baseline run on the base commit before any model call: setup outcome "
+        "and seconds, whether the environment was cached, the baseline's counts, and when the base cannot "
+        "be tested why (`untestable`) with the log's tail (`log_tail`)."
+    )
     test_summary: dict[str, Any] | None
     review_summary: dict[str, Any] | None
     failure_reason: str | None
@@ -50,6 +55,7 @@ class FeatureOut(BaseModel):
             base_commit=feature.base_commit,
             delivered_branch=feature.delivered_branch,
             delivered_commit=feature.delivered_commit,
+            preparation=feature.preparation,
             test_summary=feature.test_summary,
             review_summary=feature.review_summary,
             failure_reason=feature.failure_reason,

@@ -154,6 +154,11 @@ async def claim_message(session: AsyncSession, consumer: str, event_id: str) -> 
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def was_processed(session: AsyncSession, consumer: str, event_id: str) -> bool:
+    """Whether `consumer` already handled `event_id`: lets a redelivery skip expensive work up front."""
+    return await session.get(ProcessedMessage, (consumer, event_id)) is not None
+
+
 async def events_of(session: AsyncSession, execution_id: str) -> Sequence[FeatureEvent]:
     query = select(FeatureEvent).where(FeatureEvent.execution_id == execution_id).order_by(FeatureEvent.id)
     return list((await session.execute(query)).scalars())

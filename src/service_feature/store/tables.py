@@ -62,6 +62,8 @@ class Feature(Base):
     base_commit: Mapped[str | None] = mapped_column(String(64))
     delivered_branch: Mapped[str | None] = mapped_column(String(255))
     delivered_commit: Mapped[str | None] = mapped_column(String(64))
+    # The executor's setup and baseline run on the base commit, before any model call (see lifecycle).
+    preparation: Mapped[dict[str, Any] | None]
     test_summary: Mapped[dict[str, Any] | None]
     review_summary: Mapped[dict[str, Any] | None]
     failure_reason: Mapped[str | None] = mapped_column(Text)

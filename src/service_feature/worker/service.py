@@ -1,5 +1,8 @@
 """The worker service: checkout, the agent, the test-and-retry loop, and delivery.
 
+Between checkout and the agent, the executor prepares the base commit (dependency setup and the baseline
+test run): a base that cannot be tested fails the feature there, before any model call, with the reason.
+
 Each step is one handler over one durable subject and ends in one transaction that records its effect,
 the status change, the processed-message mark and the next step's event (the outbox). A crash anywhere
 before that commit means the message is redelivered and the step is redone from its start; after the
@@ -46,12 +49,13 @@ from service_feature.store.features import (
 from service_feature.store.outbox import OutboxRelay
 from service_feature.store.tables import Feature, Patch, TranscriptEntry
 from service_feature.worker.agent import AgentError, Budget, Recorder, run_agent, task_message
+from service_feature.worker.reasons import never_passed_reason, preparation_summary, untestable_reason
 from service_feature.worker.repomap import build_repo_map
 from service_feature.worker.tools import Toolbox, describe_tests
 
 log = structlog.get_logger(__name__)
 
-_GENERATING_FROM = frozenset({FeatureStatus.queued, FeatureStatus.checking_out, FeatureStatus.generating})
+_CHECKOUT_FROM = frozenset({FeatureStatus.queued, FeatureStatus.checking_out})
 
 
 class WorkerService:
@@ -80,7 +84,8 @@ class WorkerService:
     async def start(self) -> None:
         concurrency = self._settings.worker_concurrency
         consumers = (
-            (Subjects.FEATURE_REQUESTS, "worker-requests", self.handle_generate),
+            (Subjects.FEATURE_REQUESTS, "worker-requests", self.handle_request),
+            (Subjects.ENVIRONMENT_COMPLETED, "worker-environment", self.handle_environment_completed),
             (Subjects.ATTEMPT_REQUESTED, "worker-attempts", self.handle_generate),
             (Subjects.TESTS_COMPLETED, "worker-test-results", self.handle_tests_completed),
             (Subjects.DELIVERY_REQUESTED, "worker-delivery", self.handle_delivery),
@@ -90,22 +95,103 @@ class WorkerService:
                 subject, durable, handler, concurrency=concurrency, gate=self._switch.wait_released
             )
 
-    # -- generate: checkout + agent + diff -------------------------------------------------------------
+    # -- checkout: the base commit, then its preparation by the executor ---------------------------------
+
+    async def handle_request(self, delivery: Delivery) -> None:
+        """Resolve the branch to the base commit and ask the executor to prepare it."""
+        envelope = delivery.envelope
+        async with self._database.transaction() as session:
+            feature = await self._feature_for(session, envelope)
+            status = FeatureStatus(feature.status)
+            if status is FeatureStatus.queued:
+                move(session, feature, FeatureStatus.checking_out)
+            request = FeatureRequest.model_validate(feature.request)
+            # Checked out before the preparation step existed (a request in flight across an upgrade): its
+            # first attempt is generated straight away, as it was then.
+            unprepared = status is FeatureStatus.generating and feature.preparation is None
+        self._relay.wake()
+        if unprepared:
+            await self.handle_generate(delivery)
+            return
+        if status not in _CHECKOUT_FROM:
+            return  # a redelivery of a step already done, or the feature ended meanwhile
+        base_commit = await self._base_commit(request)
+        if base_commit is not None:
+            await self._request_preparation(envelope, base_commit)
+
+    async def _base_commit(self, request: FeatureRequest) -> str | None:
+        """The commit the request's branch points at now; None when the checkout failed the feature."""
+        log.info("worker.checkout", execution_id=request.execution_id)
+        try:
+            with STAGE_DURATION.labels("checkout").time():
+                mirror = await self._git.mirror(request.repository_url)
+                return await self._git.resolve_branch(mirror, request.branch)
+        except (GitError, RepositoryRefused) as error:
+            await self.fail(request.execution_id, f"checkout failed: {error}")
+            return None
+
+    async def _request_preparation(self, envelope: Envelope, base_commit: str) -> None:
+        async with self._database.transaction() as session:
+            if not await claim_message(session, "worker-checkout", envelope.event_id):
+                return
+            feature = await self._require(session, envelope.execution_id)
+            if feature.status != FeatureStatus.checking_out:
+                return
+            feature.base_commit = base_commit
+            move(session, feature, FeatureStatus.preparing, detail={"base_commit": base_commit})
+            add_outbox(
+                session,
+                Subjects.ENVIRONMENT_REQUESTED,
+                Envelope(
+                    type=EventType.ENVIRONMENT_REQUESTED,
+                    execution_id=feature.execution_id,
+                    payload={"base_commit": base_commit},
+                ),
+            )
+        self._relay.wake()
+
+    async def handle_environment_completed(self, delivery: Delivery) -> None:
+        """A base that cannot be tested fails the feature before any model call; otherwise attempt 1."""
+        envelope = delivery.envelope
+        result = TestResult.model_validate(envelope.payload["result"])
+        async with self._database.transaction() as session:
+            if not await claim_message(session, "worker-environment", envelope.event_id):
+                return
+            feature = await find_feature(session, envelope.execution_id)
+            if feature is None or feature.status != FeatureStatus.preparing:
+                return
+            feature.preparation = preparation_summary(result)
+            if result.untestable:
+                reason = untestable_reason(result)
+                log.warning("worker.base_untestable", execution_id=feature.execution_id, reason=reason)
+                move(session, feature, FeatureStatus.failed, reason=reason)
+            else:
+                move(session, feature, FeatureStatus.generating, detail={"attempt": 1})
+                add_outbox(
+                    session,
+                    Subjects.ATTEMPT_REQUESTED,
+                    Envelope(
+                        type=EventType.ATTEMPT_REQUESTED,
+                        execution_id=feature.execution_id,
+                        payload={"attempt": 1},
+                    ),
+                )
+        self._relay.wake()
+
+    # -- generate: worktree + agent + diff -------------------------------------------------------------
 
     async def handle_generate(self, delivery: Delivery) -> None:
         envelope = delivery.envelope
         async with self._database.transaction() as session:
-            feature = await self._feature_for(session, envelope)
+            feature = await self._require(session, envelope.execution_id)
             expected_attempt = feature.attempts + 1
-            if FeatureStatus(feature.status) not in _GENERATING_FROM:
+            if feature.status != FeatureStatus.generating:
                 return  # a redelivery of a step already done, or the feature ended meanwhile
             if (
                 envelope.type == EventType.ATTEMPT_REQUESTED
                 and envelope.payload.get("attempt") != expected_attempt
             ):
                 return
-            if feature.status == FeatureStatus.queued:
-                move(session, feature, FeatureStatus.checking_out)
             request = FeatureRequest.model_validate(feature.request)
             base_commit, start_turn = feature.base_commit, feature.agent_turns
             budget = Budget(
@@ -115,27 +201,19 @@ class WorkerService:
                 spent_cost_usd=feature.cost_usd,
                 context_tokens=self._settings.llm_context_tokens,
             )
-        self._relay.wake()
+            previous = await patch_for(session, request.execution_id, expected_attempt - 1)
+        assert base_commit is not None  # set by the checkout, before preparing
         log.info("worker.generate", execution_id=envelope.execution_id, attempt=expected_attempt)
 
         try:
             with STAGE_DURATION.labels("checkout").time():
                 mirror = await self._git.mirror(request.repository_url, commit=base_commit)
-                if base_commit is None:
-                    base_commit = await self._git.resolve_branch(mirror, request.branch)
                 worktree = await self._git.worktree(
                     mirror, self._worktree_path(request.execution_id), base_commit
                 )
         except (GitError, RepositoryRefused) as error:
             await self.fail(request.execution_id, f"checkout failed: {error}")
             return
-        async with self._database.transaction() as session:
-            feature = await self._require(session, request.execution_id)
-            if feature.status == FeatureStatus.checking_out:
-                feature.base_commit = base_commit
-                move(session, feature, FeatureStatus.generating, detail={"base_commit": base_commit})
-            previous = await patch_for(session, request.execution_id, expected_attempt - 1)
-        self._relay.wake()
         # The map of the base commit, before the previous attempt's patch: the same text on every attempt,
         # so the cached prompt prefix survives retries.
         repo_map = await asyncio.to_thread(
@@ -316,8 +394,7 @@ class WorkerService:
                     session,
                     feature,
                     FeatureStatus.failed,
-                    reason=f"tests still failing after {attempt} attempt(s): {result.failed} failed, "
-                    f"{result.errored} errored",
+                    reason=never_passed_reason(result, attempt),
                 )
         self._relay.wake()
 

@@ -75,10 +75,16 @@ async def test_diff_apply_commit_push_round_trip_is_deterministic(
 
 async def test_errors_are_clear(git: Git, origin: Path, tmp_path: Path) -> None:
     mirror = await git.mirror(str(origin))
-    with pytest.raises(GitError, match="branch 'nope' does not exist"):
+    with pytest.raises(
+        GitError, match=r"branch 'nope' does not exist in the repository; set `branch` to one it has: main$"
+    ):
         await git.resolve_branch(mirror, "nope")
-    with pytest.raises(GitError, match="git clone failed"):
-        await git.mirror(str(tmp_path / "missing.git"))
+    missing = tmp_path / "missing.git"
+    with pytest.raises(
+        GitError,
+        match=f"^git clone of {missing} failed: {missing} does not exist on this host; check repository_url",
+    ):
+        await git.mirror(str(missing))
     with pytest.raises(RepositoryRefused):
         await Git(tmp_path / "w2", allow_local=False).mirror(str(origin))
 

@@ -314,9 +314,9 @@ def test_dockerfile_parses_with_the_buildkit_parser() -> None:
     dockerfile = pytest.importorskip("dockerfile", reason="`dockerfile` wraps BuildKit's own parser")
     commands = dockerfile.parse_file(str(ROOT / "Dockerfile"))
     stages = [command.value[2] for command in commands if command.cmd.upper() == "FROM"]
-    assert stages == ["builder", "runtime", *APP_SERVICES, "default"]
+    assert stages == ["builder", "runtime", *APP_SERVICES, "sandbox", "default"]
     entrypoints = [command.value for command in commands if command.cmd.upper() == "ENTRYPOINT"]
-    assert entrypoints == [("service-feature",)]
+    assert entrypoints == [("service-feature",), ()]  # the sandbox target resets it: it runs test commands
 
 
 def test_hadolint_finds_nothing() -> None:

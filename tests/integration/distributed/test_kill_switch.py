@@ -1,6 +1,6 @@
-"""The kill switch with the services as separate processes: engaged while one feature is being generated
-and another is testing, nothing new starts and the execution stops within a second; after release all
-complete."""
+"""The kill switch with the services as separate processes: engaged while one feature is being generated,
+another is testing and a third is being prepared, nothing new starts and the executions stop within a
+second; after release all complete."""
 
 import time
 from pathlib import Path
@@ -13,6 +13,11 @@ from tests.support.cluster import prepared_cluster
 from tests.support.platform import feature_request, greeting_turns, write_script
 
 pytestmark = pytest.mark.xdist_group("cluster")
+
+PYTEST = "python -m pytest -q -p no:cacheprovider"
+# The base has no greeting.py: slow on the patched run only, or on the base (the preparation) only.
+SLOW_PATCHED_RUN = f"if [ -f src/demo_app/greeting.py ]; then sleep 10; fi; {PYTEST}"
+SLOW_BASELINE = f"if [ ! -f src/demo_app/greeting.py ]; then sleep 10; fi; {PYTEST}"
 
 
 def _status(api: httpx.Client, execution_id: str) -> str:
@@ -61,19 +66,19 @@ def test_engage_pauses_everything_and_release_resumes_it(
                 == 401
             )
 
-            testing = feature_request(
-                origin, "testing", test_command="sleep 8; python -m pytest -q -p no:cacheprovider"
-            )
+            def phases() -> list[str]:
+                active = httpx.get(f"{executor.url}/api/v1/executions/active", headers=headers).json()
+                return sorted(run["phase"] for run in active["executions"])
+
+            testing = feature_request(origin, "testing", test_command=SLOW_PATCHED_RUN)
             api.post("/api/v1/features", json=testing).raise_for_status()
-            _wait(
-                lambda: (
-                    httpx.get(f"{executor.url}/api/v1/executions/active", headers=headers).json()["count"]
-                    == 1
-                ),
-                60,
-                "the slow test run never started",
-            )
-            api.post("/api/v1/features", json=feature_request(origin, "generating")).raise_for_status()
+            _wait(lambda: phases() == ["tests"], 60, "the slow test run never started")
+            preparing = feature_request(origin, "preparing", test_command=SLOW_BASELINE)
+            api.post("/api/v1/features", json=preparing).raise_for_status()
+            _wait(lambda: phases() == ["baseline", "tests"], 30, "the slow preparation never started")
+            # The same test command as "testing": its baseline is cached, so it reaches the agent at once.
+            generating = feature_request(origin, "generating", test_command=SLOW_PATCHED_RUN)
+            api.post("/api/v1/features", json=generating).raise_for_status()
             _wait(lambda: _status(api, "generating") == "generating", 30, "never reached generating")
 
             engaged_at = time.monotonic()
@@ -86,7 +91,7 @@ def test_engage_pauses_everything_and_release_resumes_it(
                     == 0
                 ),
                 1.5,
-                "the running execution was not stopped within a second",
+                "the running executions were not stopped within a second",
             )
             assert time.monotonic() - engaged_at < 1.5
             status = control.get("/api/v1/killswitch/status").json()
@@ -99,10 +104,11 @@ def test_engage_pauses_everything_and_release_resumes_it(
             assert _status(api, "newcomer") == "queued"
             assert _status(api, "generating") == "generating"
             assert _status(api, "testing") == "testing"
+            assert _status(api, "preparing") == "preparing"
             assert httpx.get(f"{executor.url}/api/v1/executions/active", headers=headers).json()["count"] == 0
 
             assert control.post("/api/v1/killswitch/release", json={"reason": "resolved"}).status_code == 200
-            for execution_id in ("testing", "generating", "newcomer"):
+            for execution_id in ("testing", "preparing", "generating", "newcomer"):
                 _wait(
                     lambda i=execution_id: _status(api, i) in {"delivered", "failed", "rejected"},
                     90,

@@ -7,6 +7,7 @@ from service_feature.lifecycle import TERMINAL, FeatureStatus, InvalidTransition
 HAPPY_PATH = [
     FeatureStatus.queued,
     FeatureStatus.checking_out,
+    FeatureStatus.preparing,
     FeatureStatus.generating,
     FeatureStatus.testing,
     FeatureStatus.reviewing,
@@ -24,6 +25,19 @@ def test_the_happy_path_is_a_chain_of_allowed_steps() -> None:
 
 def test_failing_tests_go_back_to_generation() -> None:
     assert transition(FeatureStatus.testing, FeatureStatus.generating).target is FeatureStatus.generating
+
+
+def test_the_agent_is_reached_only_through_preparation() -> None:
+    assert allowed_targets(FeatureStatus.checking_out) == {
+        FeatureStatus.preparing,
+        FeatureStatus.failed,
+        FeatureStatus.cancelled,
+    }
+    assert allowed_targets(FeatureStatus.preparing) == {
+        FeatureStatus.generating,
+        FeatureStatus.failed,
+        FeatureStatus.cancelled,
+    }
 
 
 def test_human_approval_path() -> None:
@@ -48,6 +62,10 @@ def test_terminal_states_are_final(status: FeatureStatus) -> None:
     ("source", "target"),
     [
         (FeatureStatus.queued, FeatureStatus.testing),
+        (FeatureStatus.checking_out, FeatureStatus.generating),
+        (FeatureStatus.preparing, FeatureStatus.testing),
+        (FeatureStatus.generating, FeatureStatus.preparing),
+        (FeatureStatus.testing, FeatureStatus.preparing),
         (FeatureStatus.generating, FeatureStatus.delivering),
         (FeatureStatus.reviewing, FeatureStatus.generating),
         (FeatureStatus.delivering, FeatureStatus.reviewing),

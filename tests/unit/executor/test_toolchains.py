@@ -20,7 +20,7 @@ from service_feature.executor.setup import (
     with_readonly,
     workspace_path,
 )
-from service_feature.executor.toolchains import ENV_DIR, JUNIT_FILE, toolchain_for
+from service_feature.executor.toolchains import ENV_DIR, JUNIT_FILE, PythonToolchain, toolchain_for
 from service_feature.models import Language
 
 HOME = f"{WORKSPACE}/{ENV_DIR}"
@@ -30,6 +30,7 @@ HOME = f"{WORKSPACE}/{ENV_DIR}"
     ("language", "names", "expected"),
     [
         (Language.python, ["requirements-dev.txt", "pyproject.toml", "README.md", "setup.py"], 3),
+        (Language.python, ["requirements/test.txt", "docs/requirements.txt", "tox.ini", "src/setup.py"], 2),
         (Language.javascript, ["package.json", "package-lock.json", "index.js"], 2),
         (Language.typescript, ["package.json", "tsconfig.json"], 1),
         (Language.go, ["go.mod", "go.sum", "main.go"], 2),
@@ -42,32 +43,103 @@ def test_dependency_files_are_picked_from_the_root_listing(
     assert len(toolchain_for(language).dependency_names(names)) == expected
 
 
-def test_python_without_anything_to_install_uses_the_platform_interpreter() -> None:
+def python_for(files: dict[str, bytes]) -> PythonToolchain:
     python = toolchain_for(Language.python)
-    bare_project = {"pyproject.toml": b'[project]\nname = "demo"\n\n[tool.pytest.ini_options]\n'}
-
-    assert not python.needs_setup(bare_project)
-    assert not python.needs_setup({})
-    assert python.test_command(None)[0] == sys.executable
-    assert f"--junitxml={JUNIT_FILE}" in python.test_command(None)
+    assert isinstance(python, PythonToolchain)
+    return python.for_project(files)
 
 
-def test_python_installs_pytest_the_requirements_and_the_project_editable() -> None:
-    python = toolchain_for(Language.python)
+def test_python_without_anything_to_install_gets_a_shared_venv_with_pytest_alone() -> None:
+    bare = python_for({"pyproject.toml": b"[tool.pytest.ini_options]\n"})
+
+    venv, install = bare.setup_commands(HOME, {"pyproject.toml": b"[tool.pytest.ini_options]\n"})
+
+    assert bare.needs_setup({})
+    assert venv[1:3] == ["venv", "--no-project"]
+    assert install[-1] == "pytest"
+    assert bare.key_files({"pyproject.toml": b"[tool.pytest.ini_options]\n"}) == {}  # shared
+    assert bare.test_command(HOME)[0] == f"{HOME}/venv/bin/python"
+    assert f"--junitxml={JUNIT_FILE}" in bare.test_command(HOME)
+    assert sys.executable not in bare.test_command(HOME)
+
+
+def test_python_installs_pytest_the_requirements_and_the_project_editable_with_uv() -> None:
     files = {
         "requirements.txt": b"six\n",
         "requirements-test.txt": b"idna\n",
         "pyproject.toml": b'[project]\nname = "demo"\ndependencies = ["six"]\n',
     }
+    python = python_for(files)
+    assert python.interpreter is not None
 
     venv, install = python.setup_commands(HOME, files)
 
-    assert python.needs_setup(files)
-    assert venv == [sys.executable, "-m", "venv", f"{HOME}/venv"]
-    assert install[0] == f"{HOME}/venv/bin/python"
-    assert install[-7:] == ["pytest", "-r", "requirements-test.txt", "-r", "requirements.txt", "-e", "."]
-    assert python.test_command(HOME)[0] == f"{HOME}/venv/bin/python"
-    assert python.environment(HOME, WORKSPACE, online=False)["PATH"].startswith(f"{HOME}/venv/bin:")
+    assert venv[-3:] == ["--python", str(python.interpreter.executable), f"{HOME}/venv"]
+    assert install[1:5] == ["pip", "install", "--python", f"{HOME}/venv/bin/python"]
+    assert install[5:] == ["pytest", "-r", "requirements-test.txt", "-r", "requirements.txt", "-e", "."]
+    assert python.key_files(files) == files
+    assert python.interpreter.prefix in python.readonly_paths()
+
+
+def test_python_paths_are_the_venv_and_the_system_never_the_platform() -> None:
+    python = python_for({})
+    offline = python.environment(HOME, WORKSPACE, online=False)
+    online = python.environment(HOME, WORKSPACE, online=True)
+
+    assert offline["PATH"].split(":")[0] == f"{HOME}/venv/bin"
+    assert str(Path(sys.executable).parent) not in offline["PATH"].split(":")
+    assert offline["VIRTUAL_ENV"] == f"{HOME}/venv"
+    assert "UV_PYTHON_DOWNLOADS" not in offline
+    assert online["UV_PYTHON_DOWNLOADS"] == "never"
+    assert python.download_variables("/cache/uv") == {"UV_CACHE_DIR": "/cache/uv"}
+
+
+def test_python_setup_messages_name_the_command_as_a_user_would_type_it() -> None:
+    files = {"pyproject.toml": b'[project]\nname = "p"\noptional-dependencies = { test = ["x"] }\n'}
+
+    make, install = python_for(files).setup_steps(HOME, files)
+
+    assert make.shown.startswith("uv venv --python 3.")
+    assert install.shown == "uv pip install pytest -e '.[test]'"
+    assert "optional-dependencies" in install.purpose
+    assert install.fallback is not None  # a flat pure-Python project can be tested from its checkout
+    assert "-e" not in install.fallback.argv
+
+
+def test_python_with_no_fitting_interpreter_is_unsupported_with_both_sides_named() -> None:
+    files = {"pyproject.toml": b'[project]\nname = "p"\nrequires-python = ">=4.1"\n'}
+
+    reason = python_for(files).unsupported(files)
+
+    assert reason is not None
+    assert ">=4.1" in reason
+    assert "installed: 3." in reason
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "untestable"),
+    [(2, "pytest exit 2"), (3, "pytest exit 3"), (4, "pytest exit 4"), (5, None), (0, None)],
+)
+def test_python_untestable_follows_pytest_exit_codes(exit_code: int, untestable: str | None) -> None:
+    baseline = {"exit_code": exit_code, "passed": 0, "failed": 0, "output_tail": "ERROR collecting x.py"}
+
+    reason = toolchain_for(Language.python).untestable(baseline, "pytest -q")
+
+    if untestable is None:
+        assert reason is None
+    else:
+        assert reason is not None
+        assert untestable in reason
+        assert "`pytest -q`" in reason
+        assert reason.endswith("ERROR collecting x.py")
+
+
+def test_python_exit_5_is_no_tests_not_an_error() -> None:
+    python = toolchain_for(Language.python)
+
+    assert python.no_tests(5)
+    assert not python.no_tests(1)
+    assert not toolchain_for(Language.go).no_tests(5)
 
 
 def test_node_uses_npm_ci_with_a_lock_file_and_keeps_node_modules() -> None:
@@ -90,7 +162,8 @@ def test_go_downloads_in_setup_and_tests_offline_against_the_module_cache() -> N
     online = go.environment(HOME, WORKSPACE, online=True)
     offline = go.environment(HOME, WORKSPACE, online=False)
 
-    assert go.setup_commands(HOME, {"go.mod": b"module x\n"}) == [["go", "mod", "download"]]
+    # What the tests build, not `go mod download` (which Go 1.19 gets wrong for workspaces).
+    assert go.setup_commands(HOME, {"go.mod": b"module x\n"}) == [["go", "list", "-deps", "-test", "./..."]]
     assert go.test_command(HOME) == ["go", "test", "-json", "./..."]
     assert online["GOMODCACHE"] == offline["GOMODCACHE"] == f"{HOME}/gomod"
     assert offline["GOPROXY"] == "off"

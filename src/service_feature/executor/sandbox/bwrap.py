@@ -4,7 +4,8 @@ What the command sees, and why:
 
 * **Filesystem, deny by default.** The root is bwrap's own tmpfs, made read-only by `--remount-ro /` as the
   last operation. Read-only binds bring in the system only (`/usr` and the `/bin`, `/lib*` links, `/etc`)
-  plus the interpreter prefixes (`sys.base_prefix`, `sys.prefix`) so that `python -m pytest` works. Nothing
+  plus the platform's interpreter prefixes (`sys.base_prefix`, `sys.prefix`) and whatever `readonly_paths`
+  a run adds (the interpreter a project's environment was made with, its cache entry). Nothing
   else of the host exists inside: not `/root`, `/home`, `/run` (sockets such as docker.sock or PostgreSQL's),
   `/var`, `/mnt`, `/srv`, `/opt`, the service's data dir or the other runs' workspaces. `/root` is only an
   empty directory into which the interpreter prefix is re-bound when it lives there (pyenv).
@@ -12,7 +13,8 @@ What the command sees, and why:
   read-only tmpfs: nothing a test needs, and a second wall should the sandbox ever run as root
   (`SANDBOX_HOST_UID=0`).
 * **Writable**: `/workspace` (the run's `workdir`, the cwd), and private size-limited tmpfs `/tmp` and
-  `/dev/shm` whose pages are charged to the run's memory cgroup.
+  `/dev/shm` whose pages are charged to the run's memory cgroup. A dependency-setup sandbox may also be
+  given `writable_paths` (a download cache kept across setups), bound read-write at their host paths.
 * **Identity**: new PID, network, IPC, UTS and cgroup namespaces in a user namespace where the command is
   uid/gid 65534 and, on the host, the unprivileged `SANDBOX_HOST_UID` (65534 by default) even when the
   executor is root: `userns.py` says how. No capabilities, nested user namespaces disabled,
@@ -93,11 +95,13 @@ class BwrapSandbox:
         cgroup_support: cgroups.CgroupSupport | None = None,
         bwrap: str = "bwrap",
         identity: Identity | None = None,
+        writable_paths: Sequence[Path] = (),
     ) -> None:
         """`identity` defaults to `identity_for(DEFAULT_HOST_UID)`, which may raise UserNamespaceError."""
         self.network = network
         self._bwrap = shutil.which(bwrap) or bwrap
         self._readonly = tuple(readonly_paths) if readonly_paths is not None else interpreter_prefixes()
+        self._writable = tuple(writable_paths)
         self._cgroups = cgroup_support if cgroup_support is not None else cgroups.probe()
         self._identity = identity if identity is not None else identity_for(DEFAULT_HOST_UID)
         self._system = tuple(self._system_args())
@@ -110,6 +114,18 @@ class BwrapSandbox:
             cgroup_support=self._cgroups,
             bwrap=self._bwrap,
             identity=self._identity,
+            writable_paths=self._writable,
+        )
+
+    def with_writable(self, paths: Sequence[Path]) -> BwrapSandbox:
+        """This sandbox plus `paths` (existing directories) writable: for setup's download cache only."""
+        return BwrapSandbox(
+            network=self.network,
+            readonly_paths=self._readonly,
+            cgroup_support=self._cgroups,
+            bwrap=self._bwrap,
+            identity=self._identity,
+            writable_paths=(*self._writable, *paths),
         )
 
     @staticmethod
@@ -148,6 +164,7 @@ class BwrapSandbox:
             "uid": SANDBOX_ID,
             "host_uid": self._identity.host_uid,
             "readonly_paths": [str(p) for p in self._readonly],
+            "writable_paths": [str(p) for p in self._writable],
             "limits": self._cgroups.describe(),
             "degraded": [*self._cgroups.missing, *(["host-root"] if self._identity.privileged else [])],
         }
@@ -163,6 +180,8 @@ class BwrapSandbox:
     ) -> ProcessResult:
         options = self._options(workdir, {**_DEFAULT_ENV, **env}, limits)
         await asyncio.to_thread(self._identity.lend, workdir)
+        for path in self._writable:
+            self._identity.lend_directory(path)
         run_cgroup = self._cgroups.create(limits)
         fds: list[int] = []
         try:
@@ -210,6 +229,8 @@ class BwrapSandbox:
         # dependency cache there) land on top of it instead of being hidden by it; /dev/shm after /dev.
         options += ["--size", tmp_bytes, "--tmpfs", SANDBOX_TMP, *self._system]
         options += ["--size", tmp_bytes, "--tmpfs", "/dev/shm"]  # noqa: S108 - a fresh tmpfs, private to this sandbox
+        for path in self._writable:
+            options += ["--bind", str(path.resolve(strict=True)), str(path)]
         options += [
             "--bind",
             str(workdir.resolve(strict=True)),

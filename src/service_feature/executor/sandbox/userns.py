@@ -82,6 +82,12 @@ class Identity:
             for name in (*dirs, *files):
                 os.chown(name, self.host_uid, self.host_gid, dir_fd=dir_fd, follow_symlinks=False)
 
+    def lend_directory(self, path: Path) -> None:
+        """Give one directory (not its contents: what the sandbox writes there is its own already) to the
+        sandbox's host uid, for a writable bind kept across runs."""
+        if self.handed_off:
+            os.chown(path, self.host_uid, self.host_gid, follow_symlinks=False)
+
 
 _lock = threading.Lock()
 _identities: dict[int, Identity] = {}

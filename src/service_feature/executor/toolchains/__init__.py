@@ -9,6 +9,7 @@ from service_feature.executor.toolchains.base import (
     JUNIT_FILE,
     DependencyFiles,
     Installation,
+    SetupStep,
     Toolchain,
 )
 from service_feature.executor.toolchains.go import GoToolchain
@@ -28,8 +29,10 @@ __all__ = [
     "NodeToolchain",
     "PythonToolchain",
     "RustToolchain",
+    "SetupStep",
     "Toolchain",
     "toolchain_for",
+    "unavailable_languages",
 ]
 
 _TOOLCHAINS: dict[Language, Toolchain] = {
@@ -41,3 +44,11 @@ _TOOLCHAINS: dict[Language, Toolchain] = {
 
 def toolchain_for(language: Language) -> Toolchain:
     return _TOOLCHAINS[language]
+
+
+def unavailable_languages() -> dict[Language, str]:
+    """Each language whose toolchain is not usable on this executor, with why (for its start-up log and
+    readiness): a repository in one of them would only get that reason back as its test result."""
+    return {
+        language: reason for language, toolchain in _TOOLCHAINS.items() if (reason := toolchain.missing())
+    }

@@ -3,11 +3,13 @@
 One `Toolchain` per language, declarative where it can be, so the cached setup (`setup.py`) and the runner
 stay language-agnostic:
 
-* **dependency files**: repository-root files whose contents decide the installed environment; their hash
-  (with the language and the toolchain's version) is the cache key, and a patch that changes them is flagged.
+* **dependency files**: files whose contents decide the installed environment (patterns name repository
+  paths; `*` stays within one directory); their hash (with the language and the toolchain's version) is the
+  cache key, and a patch that changes them is flagged.
 * **setup**: the commands that install dependencies, run once per cache key in a sandbox with network. They
   write into `<workspace>/.service-feature-env` (the "home"); `kept` names what they leave in the workspace
-  itself (`node_modules`). Both are moved into the cache afterwards.
+  itself (`node_modules`). Both are moved into the cache afterwards. A toolchain with a `download_cache`
+  gets a directory that persists across setups (downloads), bound read-write into the setup sandbox only.
 * **test**: the command, run without network; the home is then a link to the read-only cache entry, so every
   path baked in during setup (venv scripts, editable installs pointing at /workspace) is valid again.
 * **readonly_paths**: toolchain installs outside the system dirs the sandbox already shows (a rustup sysroot
@@ -24,7 +26,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from service_feature.executor.results import (
@@ -37,6 +39,7 @@ ENV_DIR = ".service-feature-env"
 JUNIT_FILE = ".service-feature-junit.xml"
 GO_BUILD_CACHE = ".service-feature-go-build"
 _SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
+SYSTEM_PATH = _SYSTEM_PATH  # for a toolchain that builds its PATH without the platform's interpreter
 BASE_ENV = {
     # The platform's interpreter comes first, so `python -m pytest` in a test_command finds pytest.
     "PATH": ":".join((str(Path(sys.executable).parent), *_SYSTEM_PATH)),
@@ -47,7 +50,24 @@ BASE_ENV = {
 }
 _VERSION_TIMEOUT_SECONDS = 30
 
-DependencyFiles = Mapping[str, bytes]  # repository-root file name → contents
+DependencyFiles = Mapping[str, bytes]  # repository path → contents
+
+
+@dataclass(frozen=True)
+class SetupStep:
+    """One setup command: `display` is how a user would write it (for messages), `purpose` what it does.
+    When it fails and `fallback` is set, the fallback runs instead, and `fallback_note` (why that is still
+    a usable environment) is kept with the environment."""
+
+    argv: list[str]
+    purpose: str = "dependency setup"
+    display: str = ""
+    fallback: SetupStep | None = None
+    fallback_note: str = ""
+
+    @property
+    def shown(self) -> str:
+        return self.display or " ".join(self.argv)
 
 
 @dataclass(frozen=True)
@@ -68,16 +88,45 @@ class Toolchain:
     kept: tuple[str, ...] = ()
     version_commands: tuple[tuple[str, ...], ...] = ()
 
+    download_cache = ""  # the name of a directory of downloads kept across setups, or "" for none
+
     def dependency_names(self, names: Iterable[str]) -> list[str]:
-        """The dependency files among a repository root's file names, sorted."""
-        return sorted(n for n in names if any(fnmatchcase(n, p) for p in self.dependency_patterns))
+        """The dependency files among a repository's file paths, sorted."""
+        return sorted(n for n in names if any(path_matches(n, p) for p in self.dependency_patterns))
+
+    def for_project(self, files: DependencyFiles) -> Toolchain:
+        """This toolchain as one repository needs it, decided by the base commit's dependency files (its
+        package manager, its Go workspace's modules): test_command, variables and path_dirs get no files.
+        By default the same for every repository."""
+        return self
+
+    def unsupported(self, files: DependencyFiles) -> str | None:
+        """Why no repository with these dependency files can be tested with the installed toolchain (it asks
+        for a newer language version), or None; checked before setup, so the reason is what is reported."""
+        return None
 
     def needs_setup(self, files: DependencyFiles) -> bool:
         """Whether there is anything to install; a repository without it runs its tests directly."""
         return bool(files)
 
+    def key_files(self, files: DependencyFiles) -> DependencyFiles:
+        """The files that go into the environment's key: all of them, unless the toolchain knows that
+        their contents make no difference (then environments are shared more widely)."""
+        return files
+
     def setup_commands(self, home: str, files: DependencyFiles) -> list[list[str]]:
         raise NotImplementedError
+
+    def setup_steps(self, home: str, files: DependencyFiles) -> list[SetupStep]:
+        return [SetupStep(argv) for argv in self.setup_commands(home, files)]
+
+    def download_variables(self, directory: str) -> dict[str, str]:
+        """The variables that point setup's tools at the `download_cache` directory."""
+        return {}
+
+    def no_tests(self, exit_code: int | None) -> bool:
+        """Whether this exit code means the suite ran and found no test, which is not an error."""
+        return False
 
     def test_command(self, home: str | None) -> list[str]:
         raise NotImplementedError
@@ -147,6 +196,13 @@ class Toolchain:
         """The whole environment of a sandboxed command (setup when `online`, else the tests)."""
         path = ":".join(dict.fromkeys([*self.path_dirs(home), *BASE_ENV["PATH"].split(":")]))
         return {**BASE_ENV, "PATH": path, **self.variables(home, workspace, online=online)}
+
+
+def path_matches(name: str, pattern: str) -> bool:
+    """`fnmatch` per path component: `requirements/*.txt` matches `requirements/dev.txt` only, and a
+    pattern without a slash matches files at the repository root only."""
+    parts, wanted = PurePosixPath(name).parts, PurePosixPath(pattern).parts
+    return len(parts) == len(wanted) and all(fnmatchcase(p, w) for p, w in zip(parts, wanted, strict=True))
 
 
 def host_path() -> list[str]:

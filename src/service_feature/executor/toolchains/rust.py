@@ -1,9 +1,16 @@
-"""Rust: `cargo fetch` in setup, `cargo test --offline`."""
+"""Rust: `cargo fetch` in setup, `cargo test --offline` (a workspace's root tests every member).
+
+A repository that needs a newer Rust than the installed one (Debian's is old) is reported as such before
+setup: a Cargo.lock format, an edition or a `rust-version` the installed cargo/rustc does not know.
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
+import tomllib
 from pathlib import Path
+from typing import Any
 
 from service_feature.executor.results import Counts, parse_any, parse_cargo
 from service_feature.executor.toolchains.base import (
@@ -14,6 +21,14 @@ from service_feature.executor.toolchains.base import (
     host_path,
 )
 from service_feature.models import Language
+
+_INSTALLED = re.compile(r"\brustc (\d+)\.(\d+)(?:\.(\d+))?")
+_LOCK_VERSION = re.compile(r"^version\s*=\s*(\d+)", re.MULTILINE)
+# The first Rust release that reads each Cargo.lock format and each edition.
+_LOCK_FORMATS = {4: (1, 78, 0)}
+_EDITIONS = {"2021": (1, 56, 0), "2024": (1, 85, 0)}
+
+Version = tuple[int, ...]
 
 
 class RustToolchain(Toolchain):
@@ -28,6 +43,27 @@ class RustToolchain(Toolchain):
 
     def needs_setup(self, files: DependencyFiles) -> bool:
         return "Cargo.toml" in files
+
+    def unsupported(self, files: DependencyFiles) -> str | None:
+        match = _INSTALLED.search(self.version)
+        if match is None:
+            return None
+        installed = tuple(int(part or 0) for part in match.groups())
+        rust = "rustc {}.{}.{}".format(*installed)
+        lock = _LOCK_VERSION.search(files.get("Cargo.lock", b"").decode(errors="replace"))
+        if lock and installed < _LOCK_FORMATS.get(int(lock.group(1)), (0,)):
+            return f"Cargo.lock is format version {lock.group(1)}, which the executor's {rust} cannot read"
+        manifest = _toml(files.get("Cargo.toml", b""))
+        for table in (manifest.get("package", {}), manifest.get("workspace", {}).get("package", {})):
+            edition = table.get("edition")
+            if isinstance(edition, str) and installed < _EDITIONS.get(edition, (0,)):
+                return f"Cargo.toml uses edition {edition}, which the executor's {rust} does not know"
+            if _numbers(table.get("rust-version")) > installed:
+                return (
+                    f"Cargo.toml requires Rust {table['rust-version']} (`rust-version`), newer than the "
+                    f"executor's {rust}"
+                )
+        return None
 
     def setup_commands(self, home: str, files: DependencyFiles) -> list[list[str]]:
         return [["cargo", "fetch"]]
@@ -48,3 +84,17 @@ class RustToolchain(Toolchain):
             return None
         sysroot = Path(command_output([rustc, "--print", "sysroot"]))
         return Installation(bin_dir=sysroot / "bin", root=sysroot) if sysroot.is_dir() else None
+
+
+def _toml(content: bytes) -> dict[str, Any]:
+    try:
+        return tomllib.loads(content.decode())
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _numbers(version: object) -> Version:
+    """`"1.80"` as (1, 80); () for anything else, which no installed version is older than."""
+    if not isinstance(version, str) or not re.fullmatch(r"\d+(\.\d+){0,2}", version):
+        return ()
+    return tuple(int(part) for part in version.split("."))

@@ -1,0 +1,86 @@
+"""Failures a user can act on, through the HTTP API of the real embedded platform: a base commit that cannot
+be tested fails before any model call, and a repository that cannot be cloned says which and why."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from service_feature.demo import create_origin
+from tests.support.platform import (
+    EXAMPLES,
+    FINAL,
+    PlatformClient,
+    feature_request,
+    greeting_turns,
+    running_platform,
+    wait_for,
+    write_script,
+)
+
+BROKEN_CONFTEST = 'raise RuntimeError("the base is broken on purpose")\n'
+
+
+def _origin_with(tmp_path: Path, files: dict[str, str]) -> Path:
+    """The demo project with extra files, as a bare origin."""
+    template = tmp_path / "template"
+    shutil.copytree(EXAMPLES / "demo-repo", template)
+    for name, content in files.items():
+        (template / name).write_text(content)
+    return create_origin(template, tmp_path / "broken-origin")
+
+
+async def _statuses(api: PlatformClient, execution_id: str) -> list[str]:
+    events = (await api.get(f"/api/v1/features/{execution_id}/events")).json()["events"]
+    return [e["status"] for e in events if e["type"].startswith("status.")]
+
+
+async def test_a_base_that_cannot_be_tested_fails_before_any_model_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripts: Path
+) -> None:
+    origin = _origin_with(tmp_path, {"conftest.py": BROKEN_CONFTEST})
+    write_script(scripts, greeting_turns())  # would deliver, were the agent ever called
+    async with running_platform(tmp_path, monkeypatch, scripts) as api:
+        await api.post("/api/v1/features", json=feature_request(origin, "untestable"))
+        feature = await wait_for(api, "untestable", FINAL)
+        statuses = await _statuses(api, "untestable")
+        transcript = (await api.get("/api/v1/features/untestable/transcript")).json()["entries"]
+
+    assert feature["status"] == "failed"
+    reason = feature["failure_reason"]
+    assert reason.startswith("baseline: `"), reason
+    assert "cannot run the base commit's tests" in reason
+    assert "the base is broken on purpose" in reason  # the output's tail, not just a count
+    assert (feature["attempts"], feature["agent_turns"], feature["input_tokens"]) == (0, 0, 0)
+    assert transcript == []
+    assert statuses == ["checking_out", "preparing", "failed"]
+    preparation = feature["preparation"]
+    assert preparation["testable"] is False
+    assert preparation["baseline"]["passed"] == 0
+    assert preparation["untestable"] == reason.splitlines()[0]
+    assert "the base is broken on purpose" in preparation["log_tail"]
+
+
+async def test_a_repository_that_cannot_be_cloned_says_which_and_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripts: Path
+) -> None:
+    write_script(scripts, greeting_turns())
+    missing = tmp_path / "no-such-repository"
+    plain = tmp_path / "plain-directory"
+    plain.mkdir()
+    (plain / "README.md").write_text("not a repository\n")
+    async with running_platform(tmp_path, monkeypatch, scripts) as api:
+        await api.post("/api/v1/features", json=feature_request(f"file://{missing}", "missing"))
+        await api.post("/api/v1/features", json=feature_request(str(plain), "plain"))
+        gone = await wait_for(api, "missing", FINAL)
+        not_git = await wait_for(api, "plain", FINAL)
+
+    assert gone["status"] == not_git["status"] == "failed"
+    assert gone["failure_reason"] == (
+        f"checkout failed: git clone of file://{missing} failed: {missing} does not exist on this host; "
+        "check repository_url: it must name a git repository that exists and that every service can read"
+    )
+    assert not_git["failure_reason"].startswith(
+        f"checkout failed: git clone of {plain} failed: {plain} exists but is not a git repository; "
+    )
+    assert gone["preparation"] is None
