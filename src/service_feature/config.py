@@ -1,8 +1,8 @@
 """Settings, one class per service, read from the environment with pydantic-settings.
 
-Variable names follow the seed (SERVICE_NAME, SERVER_ADDRESS, QUEUE_FEATURE_REQUEST_URI, DATABASE_URL, …);
-the platform's own additions carry an `SF_` prefix only where the seed had no name for them. Every variable
-is documented in docs/configuration.md.
+Variable names follow the reference design (SERVICE_NAME, SERVER_ADDRESS, QUEUE_FEATURE_REQUEST_URI,
+DATABASE_URL, …); the platform's own additions carry an `SF_` prefix only where the reference design had no
+name for them. Every variable is documented in docs/configuration.md.
 """
 
 from __future__ import annotations

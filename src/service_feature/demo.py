@@ -1,8 +1,9 @@
 """`service-feature demo`: a real feature, end to end, on the embedded default.
 
 It builds a small Python project with a pytest suite from `examples/demo-repo` into a bare "origin"
-repository, starts all four services in this process, submits the seed's example request (adapted to that
-project), follows it live, prints what was delivered, and checks that the branch really is on the origin.
+repository, starts all four services in this process, submits the reference design's example request
+(adapted to that project), follows it live, prints what was delivered, and checks that the branch really
+is on the origin.
 """
 
 from __future__ import annotations

@@ -79,7 +79,8 @@ class PoisonMessage(ValueError):
 
 
 def decode(data: bytes) -> Envelope:
-    """Parse an envelope. A bare `FeatureRequest` (the seed's `nats pub feature.requests …`) is wrapped."""
+    """Parse an envelope. A bare `FeatureRequest` (the reference design's `nats pub feature.requests …`) is
+    wrapped."""
     try:
         return Envelope.model_validate_json(data)
     except ValidationError as envelope_error:

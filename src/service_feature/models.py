@@ -87,7 +87,7 @@ class Specification(StrictModel):
 
 
 class FeatureRequest(StrictModel):
-    """The seed's example request. `execution_id` is generated when absent."""
+    """The reference design's example request. `execution_id` is generated when absent."""
 
     execution_id: ExecutionId = Field(default_factory=new_execution_id)
     repository_url: Annotated[

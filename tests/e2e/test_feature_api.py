@@ -243,7 +243,8 @@ async def test_a_request_published_straight_to_the_bus_is_built(
     scripts: Path,
     nats_server: EmbeddedNatsServer,
 ) -> None:
-    """The seed's `nats pub feature.requests "$(cat request.json)"`, and a poison message beside it."""
+    """The reference design's `nats pub feature.requests "$(cat request.json)"`, and a poison message
+    beside it."""
     write_script(scripts, greeting_turns())
     queue = f"{nats_server.url}/feature.requests"
     async with running_platform(tmp_path, monkeypatch, scripts, QUEUE_FEATURE_REQUEST_URI=queue) as api:

@@ -534,7 +534,8 @@ def _local_variables() -> set[str]:
 
 
 def test_documentation_has_the_variables() -> None:
-    # The seed's names the deployment relies on are documented, so the check below means something.
+    # The reference design's names the deployment relies on are documented, so the check below means
+    # something.
     assert {"SERVER_ADDRESS", "DATABASE_URL", "QUEUE_FEATURE_REQUEST_URI", "SANDBOX_TYPE"} <= DOCUMENTED
 
 
@@ -547,13 +548,13 @@ def test_every_variable_set_for_the_services_is_documented(source: str) -> None:
 
 
 def test_compose_and_kubernetes_configure_each_service_alike() -> None:
-    seed = {
+    reference = {
         "SERVER_ADDRESS", "DATABASE_URL", "QUEUE_FEATURE_REQUEST_URI", "WORKSPACE_BASE_PATH", "SERVICE_NAME",
         "ANTHROPIC_API_KEY", "MAX_RISK_SCORE", "MAX_CRITICAL_ISSUES", "BLOCK_ON_SECRETS", "SANDBOX_ENABLED",
         "SANDBOX_TYPE", "SANDBOX_MEMORY_LIMIT_MB", "MAX_CONCURRENT_EXECUTIONS",
     }  # fmt: skip
-    assert seed <= _compose_variables()
-    assert seed <= _k8s_variables()
+    assert reference <= _compose_variables()
+    assert reference <= _k8s_variables()
 
 
 # —— local processes ————————————————————————————————————————————————————————————————————————————————
