@@ -1,6 +1,9 @@
 """Benchmark of the reviewer: accuracy on the labelled corpus and time per 1,000 changed lines.
 
-Run from the repository root:  .venv/bin/python -m bench.bench_review [--repeat 3]
+Run from the repository root:  .venv/bin/python -m bench.bench_review [--repeat 3] [--held-out]
+
+`--held-out` reports the tuning part and the held-out part of the corpus (cases marked `held_out: true`,
+never tuned on) separately, and skips the timing.
 
 Accuracy: each case's findings (as a set of rule ids) against its labels (`expected.rules`, the truth, not
 the `known_gap` the corpus test pins), as precision and recall per category and overall, and the share of
@@ -44,10 +47,16 @@ def category(rule_id: str) -> str:
 def accuracy(cases: list[Case]) -> None:
     counts: dict[str, Counter[str]] = {}
     right_decisions = 0
+    made: Counter[Decision] = Counter()
+    wrong_approvals: list[str] = []
     for case in cases:
         result = review(case.subject, case.policy)
         found = {finding.rule_id for finding in result.findings}
         right_decisions += result.decision is case.decision
+        if result.decision is not case.decision:
+            made[result.decision] += 1
+            if result.decision is Decision.approve:
+                wrong_approvals.append(case.name)
         outcomes = {"tp": found & case.rules, "fp": found - case.rules, "fn": case.rules - found}
         for outcome, rules in outcomes.items():
             for rule in rules:
@@ -58,9 +67,10 @@ def accuracy(cases: list[Case]) -> None:
         tp, fp, fn = counts[key]["tp"], counts[key]["fp"], counts[key]["fn"]
         print(f"{key:<14}{tp:>5}{fp:>5}{fn:>5}{_ratio(tp, tp + fp):>11}{_ratio(tp, tp + fn):>8}")
     print(f"decisions right: {right_decisions}/{len(cases)} ({right_decisions / len(cases):.0%})")
-    wrong = Counter(case.observed_decision for case in cases if case.observed_decision is not case.decision)
-    if wrong:
-        print("  wrong decisions made:", ", ".join(f"{n} {decision}" for decision, n in wrong.items()))
+    if made:
+        print("  wrong decisions made:", ", ".join(f"{n} {decision}" for decision, n in made.items()))
+    # A case that should have gone to a person or been rejected, approved: the failure that costs most.
+    print(f"  wrong approvals of a patch with an issue: {len(wrong_approvals)}", *wrong_approvals)
 
 
 def timing(patches: list[tuple[str, ReviewInput, ReviewPolicy, Path]], repeat: int) -> None:
@@ -112,10 +122,18 @@ def _ratio(numerator: int, denominator: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="timing rounds; the median is printed")
+    parser.add_argument("--held-out", action="store_true", help="the tuning and held-out parts apart")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-review-") as tmp:
         root = Path(tmp)
         cases = [materialise(name, root / name) for name in case_names()]
+        if args.held_out:
+            for held, part in ((False, "tuning part"), (True, "held-out part")):
+                chosen = [case for case in cases if case.held_out is held]
+                clean = sum(case.decision is Decision.approve for case in chosen)
+                print(f"\nAccuracy on the {part}: {len(chosen)} cases, {clean} clean")
+                accuracy(chosen)
+            return
         print(f"Accuracy on {len(cases)} labelled cases (labels: the truth, including known gaps)")
         accuracy(cases)
         print("\nTime on the corpus (small patches: fixed costs such as starting bandit dominate)")

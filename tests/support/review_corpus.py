@@ -3,6 +3,8 @@
 A case is one YAML file (whole, so the corpus has no loose `.py` files for linters and pytest to trip on):
 
     description: what the case shows
+    source: where its shape comes from (an advisory, a scanner's own test case, a real leak shape)
+    held_out: true                                                  # optional: never tuned on (see below)
     specification: {title, requirements, target_files, language}   # optional; a small Python feature
     policy: {max_changed_lines: 40}                                 # optional ReviewPolicy fields
     base: {path: content}                                           # the base commit's files
@@ -16,6 +18,10 @@ A case is one YAML file (whole, so the corpus has no loose `.py` files for linte
 
 The labels are the truth; `known_gap` records today's shortfall, so the corpus test pins today's behaviour
 exactly (`observed_*`) while the bench scores precision and recall against the truth.
+
+Held-out cases measure the reviewer the way an independent set would: they were marked when written,
+before the reviewer was run on them, and no rule or threshold is changed to fit them; their shortfalls are
+recorded as `known_gap`, never fixed against them. `bench/bench_review.py --held-out` reports them apart.
 
 Content may be `!!binary` (base64) for binary files. `materialise()` commits the base in a git repository,
 makes the diff with `git diff --binary -M` from a copy with the patch written, and `git apply`s it to a fresh
@@ -59,6 +65,7 @@ class Case:
     rules: frozenset[str]
     observed_decision: Decision
     observed_rules: frozenset[str]
+    held_out: bool = False
 
 
 def case_names() -> list[str]:
@@ -116,6 +123,7 @@ def materialise(name: str, workdir: Path) -> Case:
         rules=rules,
         observed_decision=Decision(gap.get("decision", expected["decision"])),
         observed_rules=(rules - set(gap.get("misses", []))) | set(gap.get("false_alarms", [])),
+        held_out=bool(raw.get("held_out", False)),
     )
 
 

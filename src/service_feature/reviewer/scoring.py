@@ -11,9 +11,13 @@ slowly (ten of them still pass) and infos are notes.
 
 Decision, in order:
 1. reject when a veto holds: the tests fail (with the patch, not already on the base); BLOCK_ON_SECRETS and a
-   known-format credential is added; more critical findings than MAX_CRITICAL_ISSUES.
-2. needs_human when BLOCK_ON_SECRETS and a heuristic secret hit (entropy, keyword) is added: a person tells a
-   credential from a fixture, whatever the score.
+   confirmed credential (a critical secrets finding: a known format in code or configuration) is added; more
+   critical findings than MAX_CRITICAL_ISSUES.
+2. needs_human when BLOCK_ON_SECRETS and any other secret finding is added (a heuristic hit, or a known
+   format in documentation, examples or test data): a person tells a credential from a sample, whatever the
+   score. The reason names the first such finding's message, which says why it is uncertain.
+
+A reject needs a confirmed, high-confidence finding; everything uncertain goes to a person.
 3. approve when risk_score <= MAX_RISK_SCORE, needs_human otherwise.
 """
 
@@ -60,7 +64,10 @@ def decide(findings: Sequence[Finding], policy: ReviewPolicy, notes: Sequence[st
         decision, reasons = Decision.reject, vetoes
     elif policy.block_on_secrets and secrets:
         decision = Decision.needs_human
-        reasons = [f"a string that may be a secret is added ({_places(secrets)}); BLOCK_ON_SECRETS holds it"]
+        reasons = [
+            f"a string that may be a secret is added ({_places(secrets)}); BLOCK_ON_SECRETS holds it for a "
+            f"person: {secrets[0].message}"
+        ]
     elif score > policy.max_risk_score:
         decision, reasons = (
             Decision.needs_human,

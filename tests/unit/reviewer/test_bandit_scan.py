@@ -118,3 +118,24 @@ def test_no_changed_python_file_runs_nothing(make_patch: MakePatch, monkeypatch:
 )
 def test_severity_mapping(severity: str, confidence: str, cwe: int | None, expected: Severity) -> None:
     assert bandit_scan.severity(severity, confidence, cwe) is expected
+
+
+@pytest.mark.parametrize(
+    ("code", "prose"),
+    [
+        ('12 msg = f"Delete {name} from your list?"', True),
+        ('4 label = "Select an item from the {} menu".format(kind)', True),
+        ('12 q = f"SELECT * FROM users WHERE id = {uid}"', False),
+        ('3 q = "select name from %s" % table', False),
+        ('5 q = f"DELETE FROM {table}"', False),
+    ],
+)
+def test_sql_words_in_a_sentence_are_not_sql(code: str, prose: bool) -> None:
+    assert bandit_scan.reads_as_prose(code) is prose
+
+
+def test_a_ui_message_starting_with_an_sql_word_is_no_finding(make_patch: MakePatch) -> None:
+    source = 'def confirm(name: str) -> str:\n    return f"Delete {name} from your list?"\n'
+    checkouts = make_patch({"app/__init__.py": ""}, {"app/ui.py": source})
+
+    assert bandit_scan.scan(parse_diff(checkouts.diff), checkouts.patched) == []

@@ -5,18 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from service_feature.models import Decision
 from service_feature.reviewer.review import review
-from tests.support.review_corpus import case_names, materialise
+from tests.support.review_corpus import CORPUS_DIR, case_names, materialise
 
 CASES = case_names()
 
 
 def test_the_corpus_covers_the_issue() -> None:
-    assert len(CASES) >= 30
+    assert len(CASES) >= 150
     for prefix in ("clean-", "secret-", "security-", "policy-", "architecture-", "tests-"):
         assert sum(name.startswith(prefix) for name in CASES) >= 3, prefix
+
+
+def test_about_a_third_is_held_out_and_nearly_half_is_clean() -> None:
+    raw = {name: yaml.safe_load((CORPUS_DIR / f"{name}.yml").read_text(encoding="utf-8")) for name in CASES}
+    held_out = [name for name, case in raw.items() if case.get("held_out")]
+    clean = [name for name, case in raw.items() if case["expected"]["decision"] == "approve"]
+
+    assert 0.3 <= len(held_out) / len(CASES) <= 0.4
+    assert 0.4 <= len(clean) / len(CASES) <= 0.5
+    assert all(raw[name].get("source") for name in held_out)  # each says where its shape comes from
 
 
 @pytest.mark.parametrize("name", CASES)

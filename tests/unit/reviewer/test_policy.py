@@ -129,24 +129,62 @@ def test_a_removed_test_function_is_flagged_but_a_renamed_file_or_edited_test_is
 
 
 @pytest.mark.parametrize(
-    "line",
+    ("path", "line"),
     [
-        "@pytest.mark.skip(reason='later')",
-        "@pytest.mark.skipif(True, reason='later')",
-        "@pytest.mark.xfail",
-        "    pytest.skip('later')",
-        "@unittest.skip('later')",
-        '    t.Skip("later")',
-        "it.skip('caps', () => {})",
-        "describe.only('cart', () => {})",
-        "xit('caps', () => {})",
-        "#[ignore]",
+        ("tests/test_core.py", "@pytest.mark.skip(reason='later')"),
+        ("tests/test_core.py", "@pytest.mark.skipif(True, reason='later')"),
+        ("tests/test_core.py", "@pytest.mark.xfail"),
+        ("tests/test_core.py", "    pytest.skip('later')"),
+        ("tests/test_core.py", "@unittest.skip('later')"),
+        # other spellings of the same APIs
+        ("tests/test_core.py", "@mark.skip  # from pytest import mark"),
+        ("tests/test_core.py", "pytestmark = pytest.mark.skip"),
+        ("tests/test_core.py", "pytest.importorskip('numpy')"),
+        ("tests/test_core.py", "        self.skipTest('flaky')"),
+        ("tests/test_core.py", "@unittest.expectedFailure"),
+        ("tests/test_core.py", "    raise unittest.SkipTest('later')"),
+        ("core_test.go", '    t.Skip("later")'),
+        ("core_test.go", "    t.SkipNow()"),
+        ("core_test.go", '    b.Skipf("slow: %d", n)'),
+        ("core.test.ts", "it.skip('caps', () => {})"),
+        ("core.test.ts", "describe.only('cart', () => {})"),
+        ("core.test.ts", "xit('caps', () => {})"),
+        ("core.test.ts", "fit('caps', () => {})"),
+        ("core.test.ts", "test.skipIf(process.env.CI)('caps', () => {})"),
+        ("core.test.ts", "it.skip.each([1, 2])('caps %i', () => {})"),
+        ("core.test.js", "    this.skip();"),
+        ("src/lib.rs", "#[ignore]"),
+        ("src/lib.rs", '#[ignore = "slow"]'),
+        ("src/lib.rs", '#[cfg_attr(not(feature = "net"), ignore)]'),
     ],
 )
-def test_skipped_or_focused_tests_are_flagged(make_patch: MakePatch, line: str) -> None:
-    findings = scan(make_patch, {"tests/test_core.py": f"{line}\ndef test_x() -> None:\n    pass\n"})
+def test_skipped_or_focused_tests_are_flagged(make_patch: MakePatch, path: str, line: str) -> None:
+    findings = scan(make_patch, {path: f"{line}\ndef test_x() -> None:\n    pass\n"})
 
     assert [(f.rule_id, f.line) for f in findings] == [("policy.skipped-test", 1)]
+
+
+def test_a_javascript_short_form_in_python_is_not_a_skip(make_patch: MakePatch) -> None:
+    assert scan(make_patch, {"app/model.py": "model.fit(x, y)\nfit(x)\n"}) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "rule_id"),
+    [
+        ("makefile", "policy.build-script"),
+        ("DOCKERFILE", "policy.build-script"),
+        ("Containerfile", "policy.build-script"),
+        (".github/workflows/Release.YAML", "policy.ci-config"),
+        ("dev-requirements.txt", "policy.dependency-manifest"),
+        ("requirements.in", "policy.dependency-manifest"),
+        ("bun.lock", "policy.lock-file"),
+        (".husky/pre-commit", "policy.build-script"),
+    ],
+)
+def test_the_same_file_kind_under_another_name_or_case(
+    make_patch: MakePatch, path: str, rule_id: str
+) -> None:
+    assert [f.rule_id for f in scan(make_patch, {path: "x\n"})] == [rule_id]
 
 
 def test_words_like_skip_in_ordinary_code_are_not_skips(make_patch: MakePatch) -> None:

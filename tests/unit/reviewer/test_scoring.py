@@ -69,7 +69,7 @@ def test_failing_tests_reject_whatever_the_other_settings() -> None:
 
 
 def test_a_known_credential_rejects_only_when_block_on_secrets() -> None:
-    secret = finding(Severity.critical, FindingCategory.secrets, "secrets.aws-access-key")
+    secret = finding(Severity.critical, FindingCategory.secrets, "secrets.aws-access-token")
     allow_criticals = ReviewPolicy(max_critical_issues=1)
 
     assert decide([secret], allow_criticals).decision is Decision.reject

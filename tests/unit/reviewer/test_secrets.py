@@ -14,6 +14,11 @@ PEM = (
     "MIIEowIBAAKCAQEAv3q7Zp0aX9fJk2LwQm8sT4yHcR6dN1eVbG5uKiOoPzA7tS3x\n"
     "-----END RSA PRIVATE KEY-----\n"
 )
+# Random-looking token characters, cut to the length a format needs.
+RANDOM = (
+    "aQhm22ujFljgcZ0O2e94RIiX5dI6QRqgAh33r95e2kZcnPTduhrp7Nh3aYM5Xq"
+    "3p2oHwLwQcIygM6WW6WbvrghkPUewFxpIkAWQiR3WWu_aQ"
+)
 OTHER_PEM = PEM.replace("v3q7Zp0aX9fJk2LwQm8s", "Q2w9Lp4sZ8dKx1VbN7cM")
 
 
@@ -25,22 +30,16 @@ def scan(make_patch: MakePatch, base: Files, patch: Files) -> list[Finding]:
 @pytest.mark.parametrize(
     ("line", "rule_id"),
     [
-        (f'KEY_ID = "{AWS_KEY}"', "secrets.aws-access-key"),
-        (f'TOKEN = "{GITHUB_TOKEN}"', "secrets.github-token"),
-        ("token: xoxb-482910376152-5038172946021-r95e2kZcnPTduhrp7Nh3aYM5", "secrets.slack-token"),
-        ('stripe.api_key = "sk_live_r95e2kZcnPTduhrp7Nh3aYM5aQhm22uj"', "secrets.stripe-access-key"),
-        (
-            "GH=github_pat_11ABCDEFG0aQhm22ujFljg_cZ0O2e94RIiX5dI6QRqgAh33r95e2kZcnPTduhrp7Nh3aYM5Xq",
-            "secrets.github-fine-grained-token",
-        ),
-        (
-            "KEY=sk-ant-api03-3p2oHwLwQcIygM6WW6WbvrghkPUewFxpIkAWQiR3WWu-aQhm22ujFljgcZ0O2e94RIiX5dI6QRqgAh33AA",
-            "secrets.anthropic-api-key",
-        ),
-        ("OPENAI=sk-proj-aQhm22ujFljgcZ0O2e94RIiX5dI6QRqgAh33r95e2kZcnPTduhrp", "secrets.openai-project-key"),
-        ('maps_key = "AIzaSyD3p2oHwLwQcIygM6WW6WbvrghkPUewFxp"', "secrets.google-api-key"),
+        (f'KEY_ID = "{AWS_KEY}"', "secrets.aws-access-token"),
+        (f'TOKEN = "{GITHUB_TOKEN}"', "secrets.github-pat"),
+        ("token: xoxb-482910376152-5038172946021-r95e2kZcnPTduhrp7Nh3aYM5", "secrets.slack-bot-token"),
+        ('stripe.api_key = "sk_live_r95e2kZcnPTduhrp7Nh3aYM5aQhm22uj"', "secrets.stripe-access-token"),
+        (f"GH=github_pat_11ABCDEFG0{RANDOM[:72]}", "secrets.github-fine-grained-pat"),
+        (f"KEY=sk-ant-api03-{RANDOM[:93]}AA", "secrets.anthropic-api-key"),
+        (f"OPENAI=sk-proj-{RANDOM[:74]}T3BlbkFJ{RANDOM[5:79]}", "secrets.openai-api-key"),
+        ('maps_key = "AIzaSyD3p2oHwLwQcIygM6WW6WbvrghkPUewFxp"', "secrets.gcp-api-key"),
         ('"private_key_id": "0e1c9741298f9b8ad6b6ce46af02b6e4c4ce7886",', "secrets.gcp-service-account-key"),
-        ("AZURE_CLIENT_SECRET=abc8Q~r95e2kZcnPTduhrp7Nh3aYM5aQhm22ujFl", "secrets.azure-client-secret"),
+        ("AZURE_CLIENT_SECRET=abc8Q~r95e2kZcnPTduhrp7Nh3aYM5aQhm22ujFl", "secrets.azure-ad-client-secret"),
         (
             f"conn = 'DefaultEndpointsProtocol=https;AccountKey={'q1W8sFh3Lm' * 8}Zk5aXY==;'",
             "secrets.azure-storage-account-access-key",
@@ -96,7 +95,7 @@ def test_a_secret_moved_to_a_new_file_is_not_blamed(make_patch: MakePatch) -> No
 def test_a_different_secret_in_a_file_that_had_one_is_blamed(make_patch: MakePatch) -> None:
     findings = scan(make_patch, {"s.py": f'KEY = "{AWS_KEY}"\n'}, {"s.py": 'KEY = "AKIAZZ7LZ4TPJ3M6WB2E"\n'})
 
-    assert [f.rule_id for f in findings] == ["secrets.aws-access-key"]
+    assert [f.rule_id for f in findings] == ["secrets.aws-access-token"]
 
 
 def test_a_private_key_under_a_reworded_header_line_is_the_base_key_when_its_body_is_unchanged(
@@ -126,7 +125,7 @@ def test_high_entropy_and_keyword_hits_are_high_not_critical(make_patch: MakePat
 
     assert sorted((f.rule_id, f.severity) for f in findings) == [
         ("secrets.base64-high-entropy-string", Severity.high),
-        ("secrets.secret-keyword", Severity.high),
+        ("secrets.generic-api-key", Severity.high),
     ]
 
 
@@ -142,7 +141,7 @@ def test_heuristics_stay_quiet_in_tests_and_lock_files_but_known_formats_do_not(
 
     findings = scan(make_patch, {"README.md": "x\n"}, patch)
 
-    assert [(f.rule_id, f.file) for f in findings] == [("secrets.github-token", "tests/test_y.py")]
+    assert [(f.rule_id, f.file) for f in findings] == [("secrets.github-pat", "tests/test_y.py")]
 
 
 def test_ordinary_code_and_removed_lines_are_not_secrets(make_patch: MakePatch) -> None:
@@ -171,7 +170,7 @@ def test_ordinary_code_and_removed_lines_are_not_secrets(make_patch: MakePatch) 
 def test_a_credential_split_into_string_literals_is_found_whole(make_patch: MakePatch, line: str) -> None:
     findings = scan(make_patch, {"app.py": "\n"}, {"app.py": line + "\n"})
 
-    assert [(f.rule_id, f.severity) for f in findings] == [("secrets.github-token", Severity.critical)]
+    assert [(f.rule_id, f.severity) for f in findings] == [("secrets.github-pat", Severity.critical)]
 
 
 def test_a_split_credential_the_base_had_is_not_blamed(make_patch: MakePatch) -> None:
@@ -189,9 +188,9 @@ def test_aws_documented_example_credentials_are_not_secrets(make_patch: MakePatc
 
 
 def test_a_key_that_only_contains_example_is_still_a_key(make_patch: MakePatch) -> None:
-    findings = scan(make_patch, {"s.py": "\n"}, {"s.py": 'KEY_ID = "AKIAEXAMPLE7LZ4TPJ3M6"\n'})
+    findings = scan(make_patch, {"s.py": "\n"}, {"s.py": 'KEY_ID = "AKIAEXAMPLE7LZ4TPJ3M"\n'})
 
-    assert [f.rule_id for f in findings] == ["secrets.aws-access-key"]
+    assert [f.rule_id for f in findings] == ["secrets.aws-access-token"]
 
 
 def test_binary_files_are_left_to_the_policy_scanner(make_patch: MakePatch) -> None:

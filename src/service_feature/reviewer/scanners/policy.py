@@ -15,6 +15,7 @@ scanner can read them), and a diff larger than `max_changed_lines` (medium).
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ class _PathRule:
     what: str
     patterns: tuple[str, ...]
 
+    @property
+    def lowered(self) -> tuple[str, ...]:
+        return tuple(pattern.lower() for pattern in self.patterns)
+
 
 _PATH_RULES = (
     _PathRule(
@@ -47,11 +52,13 @@ _PATH_RULES = (
             ".github/CODEOWNERS",
             "/CODEOWNERS",
             "/.gitlab-ci.yml",
+            "/.gitlab-ci.yaml",
             ".gitlab/",
             "Jenkinsfile",
             ".circleci/",
             "/.travis.yml",
             "/azure-pipelines.yml",
+            "/azure-pipelines.yaml",
             "/bitbucket-pipelines.yml",
             ".buildkite/",
             "/.drone.yml",
@@ -88,8 +95,15 @@ _PATH_RULES = (
             "Dockerfile",
             "Dockerfile.*",
             "*.dockerfile",
+            "Containerfile",
+            "Containerfile.*",
+            "*.containerfile",
+            ".husky/",
+            ".githooks/",
+            ".justfile",
             "justfile",
             "Taskfile.yml",
+            "Taskfile.yaml",
             "Rakefile",
         ),
     ),
@@ -103,6 +117,8 @@ _PATH_RULES = (
             "yarn.lock",
             "pnpm-lock.yaml",
             "bun.lockb",
+            "bun.lock",
+            "go.work.sum",
             "poetry.lock",
             "uv.lock",
             "pdm.lock",
@@ -119,13 +135,22 @@ _PATH_RULES = (
         "a dependency manifest",
         (
             "requirements*.txt",
+            "*-requirements.txt",
+            "*_requirements.txt",
+            "requirements*.in",
             "requirements/*.txt",
+            "requirements/*.in",
             "constraints*.txt",
             "pyproject.toml",
             "Pipfile",
             "environment.yml",
             "package.json",
             "go.mod",
+            "go.work",
+            ".npmrc",
+            ".yarnrc",
+            ".yarnrc.yml",
+            "pip.conf",
             "Cargo.toml",
             "Gemfile",
             "composer.json",
@@ -134,13 +159,28 @@ _PATH_RULES = (
     ),
 )
 
-_SKIPS = re.compile(
-    r"@pytest\.mark\.(?:skip|skipif|xfail)\b|\bpytest\.(?:skip|xfail)\("  # pytest
-    r"|\bunittest\.skip\w*\b|@skip(?:If|Unless)?\b|\braise\s+(?:unittest\.)?SkipTest\b"  # unittest
-    r"|\b[tb]\.Skip(?:Now|f)?\("  # Go
-    r"|\b(?:it|test|describe)\.(?:skip|only)\(|\bx(?:it|describe|test)\("  # JavaScript, TypeScript
-    r"|#\[ignore\b"  # Rust
+# Ways to skip, expect to fail or focus tests, per language (a JavaScript pattern such as `fit(` would match
+# scikit-learn's `model.fit(` in Python). Imports with other names are covered where the API is reached
+# through an attribute (`from pytest import mark` → `mark.skip`).
+_PYTHON_SKIPS = (
+    r"\bmark\.(?:skip|skipif|xfail)\b|\bpytest\.(?:skip|xfail|importorskip)\s*\("  # pytest
+    r"|\bunittest\.(?:skip\w*|expectedFailure)\b|@(?:skip(?:If|Unless)?|expectedFailure)\b"  # unittest
+    r"|\.skipTest\s*\(|\braise\s+(?:\w+\.)*SkipTest\b"
 )
+_GO_SKIPS = r"\b\w+\.Skip(?:Now|f)?\s*\("  # t.Skip, b.SkipNow, tb.Skipf
+_JS_SKIPS = (
+    r"\b(?:it|test|describe|suite|context|bench)(?:\.\w+)*\.(?:skip|only|skipIf|runIf|failing)\b"
+    r"|(?<![.\w$])(?:x|f)(?:it|describe|test|context)\s*\(|\b(?:this|ctx|t)\.skip\s*\("
+)
+_RUST_SKIPS = r"#\[\s*ignore\b|#\[\s*cfg_attr\s*\(.*\bignore\b"
+_SKIPS_BY_SUFFIX: dict[str, re.Pattern[str]] = {
+    ".py": re.compile(_PYTHON_SKIPS),
+    ".go": re.compile(_GO_SKIPS),
+    ".rs": re.compile(_RUST_SKIPS),
+    **dict.fromkeys((".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".mts", ".cts"), re.compile(_JS_SKIPS)),
+}
+# A file of another kind (a notebook, a doc) is checked against all of them but the JavaScript short forms.
+_ANY_SKIPS = re.compile("|".join((_PYTHON_SKIPS, _GO_SKIPS, _RUST_SKIPS)))
 
 
 def scan(changes: Sequence[FileChange], target_files: Sequence[str], max_changed_lines: int) -> list[Finding]:
@@ -176,7 +216,8 @@ def _path_findings(change: FileChange) -> Iterator[Finding]:
         )
         return
     for rule in _PATH_RULES:
-        if any(matches(path, rule.patterns) for path in paths):
+        # Case-insensitive: `makefile`, `DOCKERFILE` and `.github/workflows/CI.YML` do the same job.
+        if any(matches(path.lower(), rule.lowered) for path in paths):
             yield _finding(rule.rule_id, rule.severity, change, f"changes {rule.what} ({change.status})")
             return
 
@@ -223,8 +264,9 @@ def _test_tampering(changes: Sequence[FileChange]) -> Iterator[Finding]:
                             f"removes the test {name}",
                             line.number,
                         )
+        skips = _SKIPS_BY_SUFFIX.get(posixpath.splitext(change.path.lower())[1], _ANY_SKIPS)
         for line in change.added:
-            if _SKIPS.search(line.text):
+            if skips.search(line.text):
                 yield _finding(
                     "policy.skipped-test",
                     Severity.high,
