@@ -1,5 +1,5 @@
-"""Cancelling a feature while its tests run, or while its base commit is being prepared, stops the execution
-within a second, and nothing is delivered."""
+"""Cancelling a feature while its tests run, or while its base commit is being prepared, kills the execution
+rather than waiting for it, and nothing is delivered."""
 
 import asyncio
 import time
@@ -21,6 +21,7 @@ PYTEST = "python -m pytest -q -p no:cacheprovider"
 SLOW_PATCHED_RUN = f"if [ -f src/demo_app/greeting.py ]; then sleep 30; fi; {PYTEST}"
 # Slow on the base only: the preparation's baseline run.
 SLOW_BASELINE = f"if [ ! -f src/demo_app/greeting.py ]; then sleep 30; fi; {PYTEST}"
+STOPPED_WITHIN = 10.0
 
 
 async def _cancel_the_running_execution(api: PlatformClient, execution_id: str, phases: set[str]) -> None:
@@ -33,10 +34,11 @@ async def _cancel_the_running_execution(api: PlatformClient, execution_id: str, 
     assert running["phase"] in phases
     cancelled_at = time.monotonic()
     assert (await api.post(f"/api/v1/features/{execution_id}/cancel")).status_code == 200
-    async with asyncio.timeout(1.5):
+    # Stopped, not waited for: well before the 30 s sleep would end, with room for a busy machine.
+    async with asyncio.timeout(STOPPED_WITHIN):
         while (await api.get("/api/v1/executions/active")).json()["count"]:
             await asyncio.sleep(0.05)
-    assert time.monotonic() - cancelled_at < 1.5
+    assert time.monotonic() - cancelled_at < STOPPED_WITHIN
 
 
 async def test_cancel_stops_the_running_execution(

@@ -163,16 +163,12 @@ class TestRunner:
     async def run(self, spec: RunSpec) -> TestResult:
         toolchain = toolchain_for(spec.language)
         if missing := toolchain.missing():
-            return TestResult(
-                command="", sandbox=self._sandbox.name, exit_code=None, errored=1, output_tail=missing
-            )
+            return self._not_run("", missing)
         async with self._slots:
             mirror = await self._git.mirror(spec.repository_url, commit=spec.base_commit)
             async with self._worktree(spec, mirror, "patched") as workdir:
                 await self._git.apply(workdir, spec.diff)
-                base_files = await self._dependency_files(toolchain, mirror, spec.base_commit)
-                toolchain = toolchain.for_project(base_files)
-                spec = with_overrides(spec, base_files)
+                toolchain, spec, base_files = await self._project(spec, mirror, toolchain)
                 patched_files = await self._dependency_files(toolchain, workdir, "")
                 changed = changed_files(base_files, patched_files)
                 try:
@@ -181,14 +177,7 @@ class TestRunner:
                     if changed and self._allow_dependency_changes:
                         env = await self._environment(spec, mirror, toolchain, patched_files, spec.diff)
                 except SetupFailed as error:
-                    return TestResult(
-                        command="setup",
-                        sandbox=self._sandbox.name,
-                        exit_code=None,
-                        errored=1,
-                        output_tail=str(error)[-_TAIL_CHARS:],
-                        dependency_files_changed=changed,
-                    )
+                    return self._not_run("setup", str(error), dependency_files_changed=changed)
                 baseline, cases = await self._baseline(spec, mirror, toolchain, base_env)
                 argv = test_argv(spec, toolchain, env.home(workspace_path(self._sandbox, workdir)))
                 patched = await self._test(spec, toolchain, env, workdir, "tests")
@@ -218,26 +207,15 @@ class TestRunner:
         baseline it builds are cached, so the patched runs that follow reuse them."""
         toolchain = toolchain_for(spec.language)
         if missing := toolchain.missing():
-            return TestResult(
-                command="", sandbox=self._sandbox.name, exit_code=None, errored=1, untestable=missing
-            )
+            return self._not_run("", missing, untestable=missing)
         async with self._slots:
             mirror = await self._git.mirror(spec.repository_url, commit=spec.base_commit)
-            base_files = await self._dependency_files(toolchain, mirror, spec.base_commit)
-            toolchain = toolchain.for_project(base_files)
-            spec = with_overrides(spec, base_files)
+            toolchain, spec, base_files = await self._project(spec, mirror, toolchain)
             try:
                 env = await self._environment(spec, mirror, toolchain, base_files, "")
             except SetupFailed as error:
-                reason = f"environment: {error}"[-_TAIL_CHARS:]
-                return TestResult(
-                    command="setup",
-                    sandbox=self._sandbox.name,
-                    exit_code=None,
-                    errored=1,
-                    output_tail=reason,
-                    untestable=reason,
-                )
+                reason = f"environment: {error}"
+                return self._not_run("setup", reason, untestable=reason[-_TAIL_CHARS:])
             baseline, _ = await self._baseline(spec, mirror, toolchain, env)
         argv = test_argv(spec, toolchain, None)
         return TestResult(
@@ -255,6 +233,27 @@ class TestRunner:
             environment=env.describe(),
             untestable=toolchain.untestable(baseline, shlex.join(argv)),
         )
+
+    def _not_run(self, command: str, reason: str, **fields: Any) -> TestResult:
+        """The result of a run that never reached the tests (no toolchain, failed setup): one error."""
+        return TestResult(
+            command=command,
+            sandbox=self._sandbox.name,
+            exit_code=None,
+            errored=1,
+            output_tail=reason[-_TAIL_CHARS:],
+            **fields,
+        )
+
+    async def _project(
+        self, spec: RunSpec, mirror: Path, toolchain: Toolchain
+    ) -> tuple[Toolchain, RunSpec, DependencyFiles]:
+        """The base commit's dependency files, and the toolchain and spec as they configure them. In a
+        thread: the first Python project probes the host's interpreters (subprocesses, ~0.4 s), which must
+        not stall the event loop every service in the process shares."""
+        base_files = await self._dependency_files(toolchain, mirror, spec.base_commit)
+        configured = await asyncio.to_thread(toolchain.for_project, base_files)
+        return configured, with_overrides(spec, base_files), base_files
 
     def cancel(self, execution_id: str | None = None) -> int:
         """Stop the running executions of one feature (or all of them); returns how many were signalled."""

@@ -20,9 +20,9 @@ from service_feature.metrics import STAGE_DURATION
 from service_feature.models import FeatureRequest, Language, TestResult
 from service_feature.store.database import Database
 from service_feature.store.features import (
-    add_outbox,
     append_event,
     claim_message,
+    emit,
     execution_for,
     find_feature,
     patch_for,
@@ -147,14 +147,12 @@ class ExecutorService:
             counts = {key: value for key, value in result.summary().items() if key != "succeeded"}
             detail = {**counts, "environment": result.environment, "untestable": result.untestable}
             append_event(session, execution_id, "environment.completed", FeatureStatus.preparing, detail)
-            add_outbox(
+            emit(
                 session,
                 Subjects.ENVIRONMENT_COMPLETED,
-                Envelope(
-                    type=EventType.ENVIRONMENT_COMPLETED,
-                    execution_id=execution_id,
-                    payload={"result": result.model_dump(mode="json")},
-                ),
+                EventType.ENVIRONMENT_COMPLETED,
+                execution_id,
+                {"result": result.model_dump(mode="json")},
             )
         self._relay.wake()
 
@@ -188,14 +186,12 @@ class ExecutorService:
                 FeatureStatus.testing,
                 {"attempt": attempt, **result.summary()},
             )
-            add_outbox(
+            emit(
                 session,
                 Subjects.TESTS_COMPLETED,
-                Envelope(
-                    type=EventType.TESTS_COMPLETED,
-                    execution_id=execution_id,
-                    payload={"attempt": attempt, "result": result.model_dump(mode="json")},
-                ),
+                EventType.TESTS_COMPLETED,
+                execution_id,
+                {"attempt": attempt, "result": result.model_dump(mode="json")},
             )
         self._relay.wake()
 

@@ -1,4 +1,5 @@
-"""The kill switch's HTTP surface, served by the reviewer (the seed's `/api/v1/killswitch/status`).
+"""The kill switch's HTTP surface, served by the reviewer (the reference design's
+`/api/v1/killswitch/status`).
 
 No `from __future__ import annotations` here: FastAPI must see the dependency annotations as objects.
 """

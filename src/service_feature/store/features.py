@@ -146,6 +146,13 @@ def add_outbox(session: AsyncSession, subject: str, envelope: Envelope) -> None:
     session.add(OutboxMessage(subject=subject, envelope=envelope.model_dump(mode="json")))
 
 
+def emit(
+    session: AsyncSession, subject: str, event_type: str, execution_id: str, payload: dict[str, Any]
+) -> None:
+    """The next step's event, sent by the outbox once this transaction commits."""
+    add_outbox(session, subject, Envelope(type=event_type, execution_id=execution_id, payload=payload))
+
+
 async def claim_message(session: AsyncSession, consumer: str, event_id: str) -> bool:
     """Record that `consumer` handles `event_id`; False when it already did (a redelivery)."""
     values = {"consumer": consumer, "event_id": event_id}

@@ -37,9 +37,9 @@ from service_feature.models import FeatureRequest, TestResult
 from service_feature.patchcheck import check_patch_paths
 from service_feature.store.database import Database
 from service_feature.store.features import (
-    add_outbox,
     claim_message,
     create_feature,
+    emit,
     fail_feature,
     find_feature,
     latest_review,
@@ -139,14 +139,12 @@ class WorkerService:
                 return
             feature.base_commit = base_commit
             move(session, feature, FeatureStatus.preparing, detail={"base_commit": base_commit})
-            add_outbox(
+            emit(
                 session,
                 Subjects.ENVIRONMENT_REQUESTED,
-                Envelope(
-                    type=EventType.ENVIRONMENT_REQUESTED,
-                    execution_id=feature.execution_id,
-                    payload={"base_commit": base_commit},
-                ),
+                EventType.ENVIRONMENT_REQUESTED,
+                feature.execution_id,
+                {"base_commit": base_commit},
             )
         self._relay.wake()
 
@@ -167,14 +165,12 @@ class WorkerService:
                 move(session, feature, FeatureStatus.failed, reason=reason)
             else:
                 move(session, feature, FeatureStatus.generating, detail={"attempt": 1})
-                add_outbox(
+                emit(
                     session,
                     Subjects.ATTEMPT_REQUESTED,
-                    Envelope(
-                        type=EventType.ATTEMPT_REQUESTED,
-                        execution_id=feature.execution_id,
-                        payload={"attempt": 1},
-                    ),
+                    EventType.ATTEMPT_REQUESTED,
+                    feature.execution_id,
+                    {"attempt": 1},
                 )
         self._relay.wake()
 
@@ -267,14 +263,12 @@ class WorkerService:
                 FeatureStatus.testing,
                 detail={"attempt": expected_attempt, "summary": result.summary, "diff_bytes": len(diff)},
             )
-            add_outbox(
+            emit(
                 session,
                 Subjects.TESTS_REQUESTED,
-                Envelope(
-                    type=EventType.TESTS_REQUESTED,
-                    execution_id=feature.execution_id,
-                    payload={"attempt": expected_attempt},
-                ),
+                EventType.TESTS_REQUESTED,
+                feature.execution_id,
+                {"attempt": expected_attempt},
             )
         self._relay.wake()
 
@@ -363,14 +357,12 @@ class WorkerService:
             feature.test_summary = result.summary()
             if result.succeeded:
                 move(session, feature, FeatureStatus.reviewing, detail={"attempt": attempt})
-                add_outbox(
+                emit(
                     session,
                     Subjects.REVIEW_REQUESTED,
-                    Envelope(
-                        type=EventType.REVIEW_REQUESTED,
-                        execution_id=feature.execution_id,
-                        payload={"attempt": attempt},
-                    ),
+                    EventType.REVIEW_REQUESTED,
+                    feature.execution_id,
+                    {"attempt": attempt},
                 )
             elif attempt < self._settings.max_attempts:
                 move(
@@ -380,14 +372,12 @@ class WorkerService:
                     reason=f"tests failed on attempt {attempt}",
                     detail={"attempt": attempt + 1},
                 )
-                add_outbox(
+                emit(
                     session,
                     Subjects.ATTEMPT_REQUESTED,
-                    Envelope(
-                        type=EventType.ATTEMPT_REQUESTED,
-                        execution_id=feature.execution_id,
-                        payload={"attempt": attempt + 1, "feedback": describe_tests(result)},
-                    ),
+                    EventType.ATTEMPT_REQUESTED,
+                    feature.execution_id,
+                    {"attempt": attempt + 1, "feedback": describe_tests(result)},
                 )
             else:
                 move(
