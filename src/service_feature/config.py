@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service_feature.git import PushCredentials
+
 
 class CommonSettings(BaseSettings):
     """What every service needs: where state lives, how to reach the bus, how to listen."""
@@ -131,6 +133,14 @@ class WorkerSettings(LLMSettings):
     tool_timeout_seconds: float = Field(600.0, alias="SF_TOOL_TIMEOUT_SECONDS", gt=0)
     git_author_name: str = Field("Service Feature", alias="SF_GIT_AUTHOR_NAME")
     git_author_email: str = Field("service-feature@localhost", alias="SF_GIT_AUTHOR_EMAIL")
+    git_push_username: str = Field("x-access-token", alias="GIT_PUSH_USERNAME")
+    git_push_token: SecretStr | None = Field(None, alias="GIT_PUSH_TOKEN")
+
+    @property
+    def push_credentials(self) -> PushCredentials | None:
+        if self.git_push_token is None:
+            return None
+        return PushCredentials(self.git_push_username, self.git_push_token.get_secret_value())
 
 
 class ReviewerSettings(LLMSettings):

@@ -24,7 +24,7 @@ import os
 import shutil
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -45,11 +45,37 @@ _LOCAL_SCHEMES = ("file",)
 
 class GitError(RuntimeError):
     """A git command failed; the message is fit to show on the feature. `detail` is git's own account
-    (its meaningful stderr lines, or the timeout), for callers that say what the command was for."""
+    (its meaningful stderr lines, or the timeout), for callers that say what the command was for.
+    `transient`: the remote did not answer in time or the network failed, so the same command may work
+    when tried again; anything else (no such branch or repository, access refused) will not."""
 
-    def __init__(self, message: str, detail: str = "") -> None:
+    def __init__(self, message: str, detail: str = "", *, transient: bool | None = None) -> None:
         super().__init__(message)
         self.detail = detail or message
+        self.transient = is_network_failure(self.detail) if transient is None else transient
+
+
+# git's and curl's words for a remote that could not be reached or dropped the connection: worth a retry.
+_NETWORK_FAILURES = (
+    "could not resolve host",
+    "could not resolve hostname",
+    "connection refused",
+    "connection timed out",
+    "connection reset",
+    "operation timed out",
+    "failed to connect",
+    "the remote end hung up unexpectedly",
+    "early eof",
+    "rpc failed",
+    "temporary failure in name resolution",
+    "network is unreachable",
+    "the requested url returned error: 5",
+)
+
+
+def is_network_failure(detail: str) -> bool:
+    lowered = detail.lower()
+    return any(words in lowered for words in _NETWORK_FAILURES)
 
 
 # Lines of git's stderr that say nothing about this failure: progress, hints, and the generic advice after
@@ -246,6 +272,7 @@ class Git:
         allowlist: Sequence[str] = (),
         max_repository_mb: int | None = None,
         clone_depth: int | None = None,
+        push_credentials: PushCredentials | None = None,
     ) -> None:
         self.root = root
         self.timeout = timeout
@@ -253,6 +280,7 @@ class Git:
         self.allowlist = tuple(allowlist)
         self.max_repository_mb = max_repository_mb
         self.clone_depth = clone_depth
+        self._push_environment = push_credentials.environment() if push_credentials else {}
         self._hooks = root / ".empty-hooks"
 
     async def _vet(self, url: str) -> list[str]:
@@ -314,7 +342,7 @@ class Git:
             kill_group(process.pid)  # git's helpers (remote-https, index-pack) too
             await process.wait()
             timed_out = f"timed out after {self.timeout:.0f} s"
-            raise GitError(f"git {_subcommand(args)} {timed_out}", timed_out) from None
+            raise GitError(f"git {_subcommand(args)} {timed_out}", timed_out, transient=True) from None
         finally:
             if watchdog is not None:
                 watchdog.cancel()
@@ -372,7 +400,9 @@ class Git:
             except GitError as error:
                 why = local_repository_problem(url) or error.detail
                 verb = "fetch" if fetching else "clone"
-                raise GitError(f"git {verb} of {url} failed: {why}; {_WHAT_TO_CHECK}") from None
+                raise GitError(
+                    f"git {verb} of {url} failed: {why}; {_WHAT_TO_CHECK}", why, transient=error.transient
+                ) from None
             if not fetching:
                 target.rename(path)
         return path
@@ -461,11 +491,6 @@ class Git:
             "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", base, cwd=worktree
         )
 
-    async def changed_files(self, worktree: Path, base: str) -> Sequence[str]:
-        await self.run("add", "--all", cwd=worktree)
-        out = await self.run("diff", "--cached", "--name-only", "-z", base, cwd=worktree)
-        return [name for name in out.split("\0") if name]
-
     async def symlinks(self, worktree: Path, commit: str) -> list[str]:
         """The paths that are symbolic links in `commit`'s tree."""
         out = await self.run("ls-tree", "-r", "-z", "--full-tree", commit, cwd=worktree)
@@ -507,24 +532,12 @@ class Git:
             url,
             f"{commit}:refs/heads/{branch}",
             cwd=worktree,
-            env=_push_credentials(),
+            env=self._push_environment,
             options=[*pin, *_CREDENTIAL_HELPER],
         )
 
-    async def remote_branch_commit(self, url: str, branch: str) -> str | None:
-        pin = await self._vet(url)
-        out = await self.run(
-            "ls-remote",
-            "--",
-            url,
-            f"refs/heads/{branch}",
-            env=_push_credentials(),
-            options=[*pin, *_CREDENTIAL_HELPER],
-        )
-        return out.split()[0] if out.strip() else None
 
-
-# The token lives in the worker's environment (GIT_PUSH_TOKEN) and reaches only the push's git process,
+# The token lives in the worker's settings (GIT_PUSH_TOKEN) and reaches only the push's git process,
 # through this helper: it is never written to a config, a remote URL, the workspace or a log. The helper
 # is a shell function given on the command line, so it holds no secret itself.
 _CREDENTIAL_HELPER = (
@@ -534,11 +547,16 @@ _CREDENTIAL_HELPER = (
 )
 
 
-def _push_credentials() -> dict[str, str]:
-    token = os.environ.get("GIT_PUSH_TOKEN", "")
-    if not token:
-        return {}
-    return {"SF_PUSH_TOKEN": token, "SF_PUSH_USERNAME": os.environ.get("GIT_PUSH_USERNAME", "x-access-token")}
+@dataclass(frozen=True)
+class PushCredentials:
+    """Who the worker pushes as over HTTPS (GIT_PUSH_USERNAME / GIT_PUSH_TOKEN)."""
+
+    username: str
+    token: str = field(repr=False)
+
+    def environment(self) -> dict[str, str]:
+        """What the credential helper reads: the push's git process environment only."""
+        return {"SF_PUSH_TOKEN": self.token, "SF_PUSH_USERNAME": self.username} if self.token else {}
 
 
 def _disk_usage(path: Path) -> int:

@@ -34,7 +34,7 @@ from service_feature.executor.runner import TestRunner
 from service_feature.executor.sandbox.factory import create_sandbox, limits_from_settings
 from service_feature.executor.service import ExecutorService
 from service_feature.gateway.routes import feature_router
-from service_feature.git import Git
+from service_feature.git import Git, PushCredentials
 from service_feature.http import create_app
 from service_feature.killswitch import KillSwitch
 from service_feature.reviewer.service import ReviewerService
@@ -125,7 +125,8 @@ class Platform:
         started: list[Service] = []
         if "worker" in self.services:
             worker = WorkerSettings()
-            started.append(WorkerService(worker, database, bus, relay, self._git(worker, "worker"), switch))
+            git = self._git(worker, "worker", push=worker.push_credentials)
+            started.append(WorkerService(worker, database, bus, relay, git, switch))
         if "reviewer" in self.services:
             reviewer_settings = ReviewerSettings()
             reviewer = ReviewerService(
@@ -185,7 +186,7 @@ class Platform:
             database=settings.sqlalchemy_url.split("@")[-1],
         )
 
-    def _git(self, settings: CommonSettings, service: str) -> Git:
+    def _git(self, settings: CommonSettings, service: str, push: PushCredentials | None = None) -> Git:
         return Git(
             settings.workspaces / service,
             timeout=settings.git_timeout_seconds,
@@ -193,14 +194,13 @@ class Platform:
             allowlist=settings.repository_hosts,
             max_repository_mb=settings.max_repository_mb,
             clone_depth=settings.git_clone_depth,
+            push_credentials=push,
         )
 
     async def _dead_lettered(self, envelope: Envelope, reason: str) -> None:
         assert self.database is not None and self.relay is not None
         async with self.database.transaction() as session:
-            await fail_feature(
-                session, envelope.execution_id, f"internal error, message dead-lettered: {reason}"
-            )
+            await fail_feature(session, envelope.execution_id, f"{reason} (message dead-lettered)")
         self.relay.wake()
 
     async def stop(self) -> None:

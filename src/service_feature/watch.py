@@ -9,7 +9,7 @@ import nats
 from nats.js.api import DeliverPolicy
 from rich.console import Console
 
-from service_feature.events import Envelope, Subjects
+from service_feature.events import Envelope, StatusChanged, Subjects
 
 
 def embedded_nats_url(data_dir: Path) -> str | None:
@@ -28,12 +28,14 @@ async def watch(url: str, console: Console, *, replay: bool = False) -> None:
     console.print(f"watching {Subjects.STATUS_PREFIX}.> on {url} (Ctrl-C to stop)")
     try:
         async for message in subscription.messages:
-            event = Envelope.model_validate_json(message.data)
-            payload = event.payload
-            reason = f" — {payload['reason']}" if payload.get("reason") else ""
-            moved = f"{payload.get('from', '?')} → [cyan]{payload['status']}[/]"
-            clock = f"{event.time:%H:%M:%S.%f}"[:-3]
-            console.print(f"[dim]{clock}[/] [bold]{event.execution_id}[/] {moved}{reason}")
+            envelope = Envelope.model_validate_json(message.data)
+            status = envelope.payload
+            if not isinstance(status, StatusChanged):
+                continue
+            reason = f" — {status.reason}" if status.reason else ""
+            moved = f"{status.source or '?'} → [cyan]{status.status}[/]"
+            clock = f"{envelope.time:%H:%M:%S.%f}"[:-3]
+            console.print(f"[dim]{clock}[/] [bold]{envelope.execution_id}[/] {moved}{reason}")
     except asyncio.CancelledError:
         pass
     finally:

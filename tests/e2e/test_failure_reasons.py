@@ -17,6 +17,7 @@ from tests.support.platform import (
     wait_for,
     write_script,
 )
+from tests.support.remotes import stall_first_fetch
 
 BROKEN_CONFTEST = 'raise RuntimeError("the base is broken on purpose")\n'
 
@@ -84,3 +85,20 @@ async def test_a_repository_that_cannot_be_cloned_says_which_and_why(
         f"checkout failed: git clone of {plain} failed: {plain} exists but is not a git repository; "
     )
     assert gone["preparation"] is None
+
+
+async def test_a_remote_that_stalls_once_is_retried_and_the_feature_delivered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripts: Path, origin: Path
+) -> None:
+    write_script(scripts, greeting_turns())
+    # Only the worker's fetches stall (its git home); generous enough for a loaded machine, short enough
+    # for the test: the first clone is stopped at the timeout, the redelivered step clones again.
+    stalled = stall_first_fetch(tmp_path / "data" / "workspaces" / "worker")
+    async with running_platform(tmp_path, monkeypatch, scripts, SF_GIT_TIMEOUT_SECONDS="10") as api:
+        await api.post("/api/v1/features", json=feature_request(f"file://{origin}", "stalled"))
+        feature = await wait_for(api, "stalled", FINAL, timeout=120)
+        statuses = await _statuses(api, "stalled")
+
+    assert stalled.exists()
+    assert feature["status"] == "delivered", feature["failure_reason"]
+    assert statuses[:2] == ["checking_out", "preparing"]

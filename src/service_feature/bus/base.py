@@ -2,7 +2,7 @@
 
 Work travels as durable, acknowledged messages: a handler that returns normally has committed its effect
 (the message is acked); one that raises is retried later (nak with back-off); one that raises
-`PermanentError`, or keeps failing past the delivery limit, is moved to the dead-letter subject with the
+`PoisonMessage`, or keeps failing past the delivery limit, is moved to the dead-letter subject with the
 reason. Handlers must be idempotent: a message can arrive twice (crash after commit, before ack).
 """
 
@@ -13,10 +13,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from service_feature.events import Envelope
-
-
-class PermanentError(Exception):
-    """Retrying cannot help: dead-letter the message with this reason."""
 
 
 @dataclass(frozen=True)

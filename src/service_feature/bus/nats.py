@@ -28,8 +28,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, RetentionPoli
 from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from service_feature.bus.base import Delivery, Gate, Handler, Listener, PermanentError, RequestHandler
-from service_feature.events import Envelope, PoisonMessage, Subjects, decode
+from service_feature.bus.base import Delivery, Gate, Handler, Listener, RequestHandler
+from service_feature.errors import PoisonMessage, StepError
+from service_feature.events import Envelope, Subjects, decode
 from service_feature.metrics import DEAD_LETTERS, QUEUE_PENDING
 from service_feature.telemetry import current_trace_id, span_from
 
@@ -226,6 +227,7 @@ class NatsBus:
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
 
     async def _pull_loop(
         self, subscription: JetStreamContext.PullSubscription, handler: Handler, concurrency: int
@@ -287,7 +289,7 @@ class NatsBus:
         ):
             try:
                 await handler(Delivery(envelope=envelope, subject=message.subject, attempt=attempt))
-            except PermanentError as error:
+            except PoisonMessage as error:
                 await self._dead_letter(message, str(error), envelope)
             except asyncio.CancelledError:
                 # Shutting down mid-step: hand the message back now rather than after ack_wait.
@@ -303,7 +305,7 @@ class NatsBus:
                     exc_info=True,
                 )
                 if attempt >= self._max_deliver:
-                    await self._dead_letter(message, f"failed {attempt} times, last: {error!r}", envelope)
+                    await self._dead_letter(message, _gave_up(attempt, error), envelope)
                 else:
                     await message.nak(delay=min(2.0**attempt, 30.0))
             else:
@@ -334,6 +336,18 @@ class NatsBus:
         await message.term()
         if envelope is not None and self._on_dead_letter is not None:
             await self._on_dead_letter(envelope, reason)
+
+
+def _gave_up(attempt: int, error: Exception) -> str:
+    # A step's own error already reads as a sentence for the user; anything else is an internal error.
+    last = str(error) if isinstance(error, StepError) else f"internal error: {error!r}"
+    return f"gave up after {attempt} tries, the last: {last}"
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A background task (a request's answer, a listener, a pull loop) that died says why in the log."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("bus.task_failed", task=task.get_name(), error=repr(error), exc_info=error)
 
 
 def _gated(handler: Handler, gate: Gate) -> Handler:

@@ -29,8 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
+from service_feature.events import RunSpec
 from service_feature.executor.baseline import classify
 from service_feature.executor.overrides import OVERRIDES_FILE, overrides_or_default
 from service_feature.executor.results import Counts
@@ -48,7 +47,7 @@ from service_feature.executor.setup import (
 from service_feature.executor.toolchains import DependencyFiles, Toolchain, toolchain_for
 from service_feature.git import Git
 from service_feature.metrics import EXECUTIONS_ACTIVE
-from service_feature.models import Language, TestCase, TestResult
+from service_feature.models import TestCase, TestResult
 
 _TAIL_CHARS = 8000
 _MAX_FAILURES = 50
@@ -56,17 +55,6 @@ _MAX_FAILURES = 50
 
 class ExecutionCancelled(Exception):
     """The run was stopped (kill switch or feature cancelled) before it finished: it has no result."""
-
-
-class RunSpec(BaseModel):
-    """Everything a test run needs; it travels on the bus."""
-
-    execution_id: str
-    repository_url: str
-    base_commit: str
-    diff: str
-    language: Language
-    test_command: str | None = None
 
 
 @dataclass

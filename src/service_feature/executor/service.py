@@ -9,26 +9,29 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from fastapi import APIRouter
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from service_feature.bus.base import Bus, Delivery
-from service_feature.events import Envelope, EventType, Subjects
-from service_feature.executor.runner import ExecutionCancelled, RunSpec, TestRunner
+from service_feature.bus.base import Bus
+from service_feature.events import (
+    Envelope,
+    EnvironmentCompleted,
+    EnvironmentRequested,
+    RunSpec,
+    StatusChanged,
+    Subjects,
+    TestsCompleted,
+    TestsRequested,
+)
+from service_feature.executor.runner import ExecutionCancelled, TestRunner
 from service_feature.executor.toolchains import unavailable_languages
 from service_feature.killswitch import KillSwitch
 from service_feature.lifecycle import FeatureStatus
 from service_feature.metrics import STAGE_DURATION
-from service_feature.models import FeatureRequest, Language, TestResult
+from service_feature.models import Language, TestResult
 from service_feature.store.database import Database
-from service_feature.store.features import (
-    append_event,
-    claim_message,
-    emit,
-    execution_for,
-    find_feature,
-    patch_for,
-    was_processed,
-)
+from service_feature.store.features import append_event, emit, patch_for
 from service_feature.store.outbox import OutboxRelay
+from service_feature.store.steps import Step, Steps, at, request_of
 from service_feature.store.tables import Execution, Feature
 
 log = structlog.get_logger(__name__)
@@ -51,9 +54,8 @@ class ExecutorService:
         switch: KillSwitch,
         concurrency: int,
     ) -> None:
-        self._database = database
         self._bus = bus
-        self._relay = relay
+        self._steps = Steps(database, relay)
         self.runner = runner
         self._switch = switch
         self._concurrency = concurrency
@@ -69,22 +71,29 @@ class ExecutorService:
             # Not a readiness failure: the other languages still work, and a feature in this one is told
             # the same reason by its preparation step instead of running the agent.
             log.warning("executor.language_unavailable", language=language.value, reason=reason)
-        consumers = (
-            (Subjects.ENVIRONMENT_REQUESTED, ENVIRONMENT_CONSUMER, self.handle_environment_requested),
-            (Subjects.TESTS_REQUESTED, CONSUMER, self.handle_tests_requested),
+        await self._bus.consume(
+            EnvironmentRequested.subject,
+            ENVIRONMENT_CONSUMER,
+            self._steps.handler(ENVIRONMENT_CONSUMER, EnvironmentRequested, self.prepare),
+            concurrency=self._concurrency,
+            gate=self._switch.wait_released,
         )
-        for subject, durable, handler in consumers:
-            await self._bus.consume(
-                subject, durable, handler, concurrency=self._concurrency, gate=self._switch.wait_released
-            )
-        await self._bus.serve(Subjects.EXECUTOR_RUN, "executor", self.handle_interactive_run)
+        await self._bus.consume(
+            TestsRequested.subject,
+            CONSUMER,
+            self._steps.handler(CONSUMER, TestsRequested, self.test),
+            concurrency=self._concurrency,
+            gate=self._switch.wait_released,
+        )
+        await self._bus.serve(Subjects.EXECUTOR_RUN, "executor", self.run_interactively)
         await self._bus.listen(f"{Subjects.STATUS_PREFIX}.*", self._stop_cancelled_features)
 
     async def _stop_cancelled_features(self, data: bytes) -> None:
         """A feature cancelled through the API stops its running execution at once."""
-        event = Envelope.model_validate_json(data)
-        if event.payload.get("status") == FeatureStatus.cancelled:
-            self.runner.cancel(event.execution_id)
+        envelope = Envelope.model_validate_json(data)
+        event = envelope.payload
+        if isinstance(event, StatusChanged) and event.status == FeatureStatus.cancelled:
+            self.runner.cancel(envelope.execution_id)
 
     async def _run_until_done(
         self, spec: RunSpec, run: Callable[[RunSpec], Awaitable[TestResult]] | None = None
@@ -111,94 +120,80 @@ class ExecutorService:
 
         return router
 
-    async def handle_interactive_run(self, data: bytes) -> bytes:
-        spec = RunSpec.model_validate_json(data)
+    async def run_interactively(self, data: bytes) -> bytes:
+        """The agent's `run_tests` tool. It always gets an answer: a run that could not happen is an errored
+        result saying why, at once, never a silence the agent would wait out until its tool timeout."""
         try:
+            spec = RunSpec.model_validate_json(data)
             result = await self._run_until_done(spec)
             if result is None:
                 raise ExecutionCancelled("the feature was cancelled")
         except Exception as error:
+            log.exception("executor.interactive_run_failed", error=repr(error))
             result = TestResult(
                 command="", sandbox="", exit_code=None, errored=1, output_tail=f"test run failed: {error}"
             )
         return result.model_dump_json().encode()
 
-    async def handle_environment_requested(self, delivery: Delivery) -> None:
+    async def prepare(self, step: Step[EnvironmentRequested]) -> None:
         """Setup and baseline on the base commit (cached for the test runs that follow); the worker decides
         from the result whether the agent is called at all."""
-        envelope = delivery.envelope
-        execution_id = envelope.execution_id
-        async with self._database.transaction() as session:
-            feature = await find_feature(session, execution_id)
-            if feature is None or feature.status != FeatureStatus.preparing:
-                return  # stale or duplicate: the feature has moved on
-            if await was_processed(session, ENVIRONMENT_CONSUMER, envelope.event_id):
-                return
-            spec = run_spec(feature, diff="")  # the base commit alone
+        current = at(FeatureStatus.preparing)
+        feature = await step.feature(current)
+        if feature is None:
+            return  # stale or duplicate: the feature has moved on
         with STAGE_DURATION.labels("preparation").time():
-            result = await self._run_until_done(spec, self.runner.prepare)
+            result = await self._run_until_done(run_spec(feature, diff=""), self.runner.prepare)
         if result is None:
             return  # the feature was cancelled while its base was prepared
-        log.info("executor.environment_done", execution_id=execution_id, untestable=bool(result.untestable))
-        async with self._database.transaction() as session:
-            if not await claim_message(session, ENVIRONMENT_CONSUMER, envelope.event_id):
-                return
+        log.info(
+            "executor.environment_done", execution_id=step.execution_id, untestable=bool(result.untestable)
+        )
+
+        def record(session: AsyncSession, feature: Feature) -> None:
             # The base's own counts: "succeeded" judges a patch, so it means nothing here.
             counts = {key: value for key, value in result.summary().items() if key != "succeeded"}
             detail = {**counts, "environment": result.environment, "untestable": result.untestable}
-            append_event(session, execution_id, "environment.completed", FeatureStatus.preparing, detail)
-            emit(
-                session,
-                Subjects.ENVIRONMENT_COMPLETED,
-                EventType.ENVIRONMENT_COMPLETED,
-                execution_id,
-                {"result": result.model_dump(mode="json")},
+            append_event(
+                session, feature.execution_id, "environment.completed", FeatureStatus.preparing, detail
             )
-        self._relay.wake()
+            emit(session, feature.execution_id, EnvironmentCompleted(result=result))
 
-    async def handle_tests_requested(self, delivery: Delivery) -> None:
-        execution_id = delivery.envelope.execution_id
-        attempt = int(delivery.envelope.payload["attempt"])
-        async with self._database.transaction() as session:
-            feature = await find_feature(session, execution_id)
-            if feature is None or feature.status != FeatureStatus.testing or feature.attempts != attempt:
-                return  # stale or duplicate: the feature has moved on
-            if await execution_for(session, execution_id, attempt) is not None:
-                return
-            patch = await patch_for(session, execution_id, attempt)
-            assert patch is not None
-            spec = run_spec(feature, patch.diff)
+        await step.commit(current, record)
+
+    async def test(self, step: Step[TestsRequested]) -> None:
+        attempt = step.event.attempt
+        current = at(FeatureStatus.testing, attempt=attempt)
+        spec = await step.read(current, _patched_spec)
+        if spec is None:
+            return  # stale or duplicate: the feature has moved on
         with STAGE_DURATION.labels("tests").time():
             result = await self._run_until_done(spec)
         if result is None:
             return  # the feature was cancelled while its tests ran
-        log.info("executor.tests_done", execution_id=execution_id, attempt=attempt, **result.summary())
-        async with self._database.transaction() as session:
-            if not await claim_message(session, CONSUMER, delivery.envelope.event_id):
-                return
+        log.info("executor.tests_done", execution_id=step.execution_id, attempt=attempt, **result.summary())
+
+        def record(session: AsyncSession, feature: Feature) -> None:
+            execution_id = feature.execution_id
             session.add(
                 Execution(execution_id=execution_id, attempt=attempt, result=result.model_dump(mode="json"))
             )
-            append_event(
-                session,
-                execution_id,
-                "tests.completed",
-                FeatureStatus.testing,
-                {"attempt": attempt, **result.summary()},
-            )
-            emit(
-                session,
-                Subjects.TESTS_COMPLETED,
-                EventType.TESTS_COMPLETED,
-                execution_id,
-                {"attempt": attempt, "result": result.model_dump(mode="json")},
-            )
-        self._relay.wake()
+            detail = {"attempt": attempt, **result.summary()}
+            append_event(session, execution_id, "tests.completed", FeatureStatus.testing, detail)
+            emit(session, execution_id, TestsCompleted(attempt=attempt, result=result))
+
+        await step.commit(current, record)
+
+
+async def _patched_spec(session: AsyncSession, feature: Feature) -> RunSpec:
+    patch = await patch_for(session, feature.execution_id, feature.attempts)
+    assert patch is not None  # stored with the move to `testing`
+    return run_spec(feature, patch.diff)
 
 
 def run_spec(feature: Feature, diff: str) -> RunSpec:
     """What a run of this feature's base commit plus `diff` needs, from its stored request."""
-    request = FeatureRequest.model_validate(feature.request)
+    request = request_of(feature)
     assert feature.base_commit is not None  # set at checkout, before any run
     return RunSpec(
         execution_id=feature.execution_id,

@@ -61,10 +61,6 @@ class ScriptedProvider:
     async def aclose(self) -> None:
         """Nothing to release: the script is in memory."""
 
-    @property
-    def turns_used(self) -> int:
-        return self._next
-
     async def complete(self, system: str, messages: list[Message], tools: list[ToolSpec]) -> ModelTurn:
         known = {tool.name for tool in tools}
         for number, turn in enumerate(self._script.turns, start=1):

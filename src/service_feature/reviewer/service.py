@@ -18,11 +18,12 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service_feature.auth import Authenticator
-from service_feature.bus.base import Bus, Delivery
+from service_feature.bus.base import Bus
 from service_feature.config import ReviewerSettings
-from service_feature.events import Subjects
+from service_feature.events import ReviewRequested
 from service_feature.git import Git
 from service_feature.killswitch import KillSwitch
 from service_feature.lifecycle import FeatureStatus
@@ -31,7 +32,7 @@ from service_feature.llm.factory import provider_from_settings
 from service_feature.llm.gated import GatedProvider
 from service_feature.llm.pricing import cost_usd
 from service_feature.metrics import STAGE_DURATION, count_llm_usage
-from service_feature.models import Decision, FeatureRequest, Specification, TestResult
+from service_feature.models import Decision, FeatureRequest, ReviewResult, Specification, TestResult
 from service_feature.reviewer.killswitch_routes import killswitch_router
 from service_feature.reviewer.model_review import (
     MAX_DIFF_CHARS,
@@ -41,15 +42,9 @@ from service_feature.reviewer.model_review import (
 )
 from service_feature.reviewer.review import ReviewInput, ReviewPolicy, review
 from service_feature.store.database import Database
-from service_feature.store.features import (
-    claim_message,
-    execution_for,
-    find_feature,
-    move,
-    patch_for,
-    request_delivery,
-)
+from service_feature.store.features import execution_for, move, patch_for, request_delivery
 from service_feature.store.outbox import OutboxRelay
+from service_feature.store.steps import Step, Steps, at, request_of
 from service_feature.store.tables import Feature, Review
 
 log = structlog.get_logger(__name__)
@@ -78,7 +73,7 @@ class ReviewerService:
         self._settings = settings
         self._database = database
         self._bus = bus
-        self._relay = relay
+        self._steps = Steps(database, relay)
         self._git = git
         self._policy = ReviewPolicy(
             max_risk_score=settings.max_risk_score,
@@ -93,9 +88,9 @@ class ReviewerService:
 
     async def start(self) -> None:
         await self._bus.consume(
-            Subjects.REVIEW_REQUESTED,
+            ReviewRequested.subject,
             CONSUMER,
-            self.handle_review_requested,
+            self._steps.handler(CONSUMER, ReviewRequested, self.review),
             concurrency=2,
             gate=self._switch.wait_released,
         )
@@ -144,57 +139,30 @@ class ReviewerService:
         """One client per process, behind the kill switch: no model call starts while it is engaged."""
         return GatedProvider(provider_from_settings(self._settings), self._switch.wait_released)
 
-    async def handle_review_requested(self, delivery: Delivery) -> None:
-        execution_id = delivery.envelope.execution_id
-        attempt = int(delivery.envelope.payload["attempt"])
-        async with self._database.transaction() as session:
-            feature = await find_feature(session, execution_id)
-            if feature is None or feature.status != FeatureStatus.reviewing or feature.attempts != attempt:
-                return
-            patch = await patch_for(session, execution_id, attempt)
-            execution = await execution_for(session, execution_id, attempt)
-            request = FeatureRequest.model_validate(feature.request)
-            base_commit = feature.base_commit
-        assert patch is not None and base_commit is not None
-        tests = TestResult.model_validate(execution.result) if execution else None
+    async def review(self, step: Step[ReviewRequested]) -> None:
+        attempt = step.event.attempt
+        current = at(FeatureStatus.reviewing, attempt=attempt)
+        subject = await step.read(current, _review_subject)
+        if subject is None:
+            return
+        request, base_commit, diff, tests = subject
         with STAGE_DURATION.labels("review").time():
-            model = await self._model_review(execution_id, request.specification, patch.diff)
-            mirror = await self._git.mirror(request.repository_url, commit=base_commit)
-            run = self._git.root / "reviews" / f"{execution_id}-{uuid.uuid4().hex[:8]}"
-            patched, base = run / "patched", run / "base"
-            try:
-                await self._git.worktree(mirror, patched, base_commit)
-                await self._git.apply(patched, patch.diff)
-                await self._git.worktree(mirror, base, base_commit)
-                subject = ReviewInput(
-                    request.specification,
-                    patch.diff,
-                    tests,
-                    patched_tree=patched,
-                    extra_findings=model.findings if model else [],
-                    base_tree=base,
-                )
-                # The scanners read files and run bandit: off the event loop.
-                result = await asyncio.to_thread(review, subject, self._policy)
-            finally:
-                await self._git.remove_worktree(mirror, patched)
-                await self._git.remove_worktree(mirror, base)
-                await asyncio.to_thread(shutil.rmtree, run, True)
+            model = await self._model_review(step.execution_id, request.specification, diff)
+            result = await self._scan(request, base_commit, diff, tests, model)
         log.info(
-            "reviewer.decided", execution_id=execution_id, decision=result.decision, risk=result.risk_score
+            "reviewer.decided",
+            execution_id=step.execution_id,
+            decision=result.decision,
+            risk=result.risk_score,
         )
-        async with self._database.transaction() as session:
-            if not await claim_message(session, CONSUMER, delivery.envelope.event_id):
-                return
-            feature = await find_feature(session, execution_id)
-            if feature is None or feature.status != FeatureStatus.reviewing:
-                return
+
+        def decide(session: AsyncSession, feature: Feature) -> None:
             stored = result.model_dump(mode="json")
             if model is not None:
                 stored["model_review"] = self._charge(feature, model)
             session.add(
                 Review(
-                    execution_id=execution_id,
+                    execution_id=feature.execution_id,
                     attempt=attempt,
                     decision=result.decision.value,
                     risk_score=result.risk_score,
@@ -206,4 +174,47 @@ class ReviewerService:
             move(session, feature, _NEXT_STATUS[result.decision], reason=reason, detail=result.summary())
             if result.decision is Decision.approve:
                 request_delivery(session, feature)
-        self._relay.wake()
+
+        await step.commit(current, decide)
+
+    async def _scan(
+        self,
+        request: FeatureRequest,
+        base_commit: str,
+        diff: str,
+        tests: TestResult | None,
+        model: ModelReview | None,
+    ) -> ReviewResult:
+        """The scanners over the patched tree beside the base tree, with the model's findings."""
+        mirror = await self._git.mirror(request.repository_url, commit=base_commit)
+        run = self._git.root / "reviews" / f"{request.execution_id}-{uuid.uuid4().hex[:8]}"
+        patched, base = run / "patched", run / "base"
+        try:
+            await self._git.worktree(mirror, patched, base_commit)
+            await self._git.apply(patched, diff)
+            await self._git.worktree(mirror, base, base_commit)
+            subject = ReviewInput(
+                request.specification,
+                diff,
+                tests,
+                patched_tree=patched,
+                extra_findings=model.findings if model else [],
+                base_tree=base,
+            )
+            # The scanners read files and run bandit: off the event loop.
+            return await asyncio.to_thread(review, subject, self._policy)
+        finally:
+            await self._git.remove_worktree(mirror, patched)
+            await self._git.remove_worktree(mirror, base)
+            await asyncio.to_thread(shutil.rmtree, run, True)
+
+
+async def _review_subject(
+    session: AsyncSession, feature: Feature
+) -> tuple[FeatureRequest, str, str, TestResult | None]:
+    """The request, base commit, patch and test result of the feature's current attempt."""
+    patch = await patch_for(session, feature.execution_id, feature.attempts)
+    execution = await execution_for(session, feature.execution_id, feature.attempts)
+    assert patch is not None and feature.base_commit is not None
+    tests = TestResult.model_validate(execution.result) if execution else None
+    return request_of(feature), feature.base_commit, patch.diff, tests

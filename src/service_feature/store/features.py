@@ -11,7 +11,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service_feature.events import Envelope, EventType, Subjects
+from service_feature.events import (
+    DeliveryRequested,
+    Envelope,
+    Event,
+    FeatureRequested,
+    StatusChanged,
+    Subjects,
+)
 from service_feature.lifecycle import FeatureStatus, transition
 from service_feature.models import FeatureRequest
 from service_feature.store.tables import (
@@ -53,15 +60,11 @@ async def create_feature(
     session.add(feature)
     append_event(session, request.execution_id, "feature.accepted", FeatureStatus.queued, {})
     if announce:
+        event = FeatureRequested(request=request)
         add_outbox(
             session,
-            Subjects.FEATURE_REQUESTS,
-            Envelope(
-                event_id=f"request-{request.execution_id}",
-                type=EventType.FEATURE_REQUESTED,
-                execution_id=request.execution_id,
-                payload={"request": request.model_dump(mode="json")},
-            ),
+            event.subject,
+            Envelope.of(request.execution_id, event, event_id=f"request-{request.execution_id}"),
         )
     await session.flush()
     return feature
@@ -115,15 +118,8 @@ def move(
         feature.failure_reason = reason
     data = {"from": step.source.value, **({"reason": reason} if reason else {}), **(detail or {})}
     append_event(session, feature.execution_id, step.event_type, target, data)
-    add_outbox(
-        session,
-        Subjects.status(feature.execution_id),
-        Envelope(
-            type=EventType.STATUS_CHANGED,
-            execution_id=feature.execution_id,
-            payload={"status": target.value, **data},
-        ),
-    )
+    status = StatusChanged.model_validate({"status": target.value, **data})
+    add_outbox(session, Subjects.status(feature.execution_id), Envelope.of(feature.execution_id, status))
 
 
 def append_event(
@@ -134,23 +130,16 @@ def append_event(
 
 def request_delivery(session: AsyncSession, feature: Feature) -> None:
     """Queue the delivery of the feature's current attempt: after the reviewer's approval or a person's."""
-    envelope = Envelope(
-        type=EventType.DELIVERY_REQUESTED,
-        execution_id=feature.execution_id,
-        payload={"attempt": feature.attempts},
-    )
-    add_outbox(session, Subjects.DELIVERY_REQUESTED, envelope)
+    emit(session, feature.execution_id, DeliveryRequested(attempt=feature.attempts))
 
 
 def add_outbox(session: AsyncSession, subject: str, envelope: Envelope) -> None:
-    session.add(OutboxMessage(subject=subject, envelope=envelope.model_dump(mode="json")))
+    session.add(OutboxMessage(subject=subject, envelope=envelope.to_json()))
 
 
-def emit(
-    session: AsyncSession, subject: str, event_type: str, execution_id: str, payload: dict[str, Any]
-) -> None:
-    """The next step's event, sent by the outbox once this transaction commits."""
-    add_outbox(session, subject, Envelope(type=event_type, execution_id=execution_id, payload=payload))
+def emit(session: AsyncSession, execution_id: str, event: Event) -> None:
+    """The next step's event, sent on its subject by the outbox once this transaction commits."""
+    add_outbox(session, event.subject, Envelope.of(execution_id, event))
 
 
 async def claim_message(session: AsyncSession, consumer: str, event_id: str) -> bool:

@@ -12,18 +12,33 @@ commit the step is never redone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-import json
 import shutil
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from service_feature.bus.base import Bus, Delivery, PermanentError
+from service_feature.bus.base import Bus
 from service_feature.config import WorkerSettings
-from service_feature.events import Envelope, EventType, Subjects
+from service_feature.errors import PermanentError, TransientError
+from service_feature.events import (
+    AttemptRequested,
+    DeliveryRequested,
+    EnvironmentCompleted,
+    EnvironmentRequested,
+    FeatureRequested,
+    ReviewRequested,
+    RunSpec,
+    Subjects,
+    TestsCompleted,
+    TestsRequested,
+)
 from service_feature.git import Author, Git, GitError, RepositoryRefused
 from service_feature.killswitch import KillSwitch
 from service_feature.lifecycle import FeatureStatus
@@ -40,15 +55,15 @@ from service_feature.store.features import (
     claim_message,
     create_feature,
     emit,
-    fail_feature,
     find_feature,
     latest_review,
     move,
     patch_for,
 )
 from service_feature.store.outbox import OutboxRelay
-from service_feature.store.tables import Feature, Patch, TranscriptEntry
-from service_feature.worker.agent import AgentError, Budget, Recorder, run_agent, task_message
+from service_feature.store.steps import Step, Steps, at, request_of
+from service_feature.store.tables import Feature, Patch, Review, TranscriptEntry
+from service_feature.worker.agent import AgentError, AgentResult, Budget, Recorder, run_agent, task_message
 from service_feature.worker.reasons import never_passed_reason, preparation_summary, untestable_reason
 from service_feature.worker.repomap import build_repo_map
 from service_feature.worker.tools import Toolbox, describe_tests
@@ -74,90 +89,79 @@ class WorkerService:
         self._settings = settings
         self._database = database
         self._bus = bus
-        self._relay = relay
         self._git = git
+        self._steps = Steps(database, relay)
 
     async def stop(self) -> None:
         if "_api_provider" in vars(self):  # built on first use only
             await self._api_provider.aclose()
 
     async def start(self) -> None:
-        concurrency = self._settings.worker_concurrency
-        consumers = (
-            (Subjects.FEATURE_REQUESTS, "worker-requests", self.handle_request),
-            (Subjects.ENVIRONMENT_COMPLETED, "worker-environment", self.handle_environment_completed),
-            (Subjects.ATTEMPT_REQUESTED, "worker-attempts", self.handle_generate),
-            (Subjects.TESTS_COMPLETED, "worker-test-results", self.handle_tests_completed),
-            (Subjects.DELIVERY_REQUESTED, "worker-delivery", self.handle_delivery),
+        consumers: tuple[tuple[str, type[Any], Callable[[Any], Awaitable[None]]], ...] = (
+            ("worker-requests", FeatureRequested, self.check_out),
+            ("worker-environment", EnvironmentCompleted, self.start_or_stop),
+            ("worker-attempts", AttemptRequested, self.generate),
+            ("worker-test-results", TestsCompleted, self.judge_tests),
+            ("worker-delivery", DeliveryRequested, self.deliver),
         )
-        for subject, durable, handler in consumers:
+        for durable, event_type, handle in consumers:
             await self._bus.consume(
-                subject, durable, handler, concurrency=concurrency, gate=self._switch.wait_released
+                event_type.subject,
+                durable,
+                self._steps.handler(durable, event_type, handle),
+                concurrency=self._settings.worker_concurrency,
+                gate=self._switch.wait_released,
             )
 
     # -- checkout: the base commit, then its preparation by the executor ---------------------------------
 
-    async def handle_request(self, delivery: Delivery) -> None:
+    async def check_out(self, step: Step[FeatureRequested]) -> None:
         """Resolve the branch to the base commit and ask the executor to prepare it."""
-        envelope = delivery.envelope
+        feature = await self._accept(step)
+        if feature is None:
+            return
+        base_commit = await self._base_commit(request_of(feature))
+
+        def prepare(session: AsyncSession, feature: Feature) -> None:
+            feature.base_commit = base_commit
+            move(session, feature, FeatureStatus.preparing, detail={"base_commit": base_commit})
+            emit(session, feature.execution_id, EnvironmentRequested(base_commit=base_commit))
+
+        await step.commit(at(FeatureStatus.checking_out), prepare)
+
+    async def _accept(self, step: Step[FeatureRequested]) -> Feature | None:
+        """The feature, moved to `checking_out`; a bare request published straight to the bus creates it.
+        None when the checkout is done already or the feature ended."""
         async with self._database.transaction() as session:
-            feature = await self._feature_for(session, envelope)
+            feature = await find_feature(session, step.execution_id)
+            if feature is None:
+                feature = await create_feature(session, step.event.request, announce=False)
             status = FeatureStatus(feature.status)
             if status is FeatureStatus.queued:
                 move(session, feature, FeatureStatus.checking_out)
-            request = FeatureRequest.model_validate(feature.request)
-            # Checked out before the preparation step existed (a request in flight across an upgrade): its
-            # first attempt is generated straight away, as it was then.
-            unprepared = status is FeatureStatus.generating and feature.preparation is None
-        self._relay.wake()
-        if unprepared:
-            await self.handle_generate(delivery)
-            return
-        if status not in _CHECKOUT_FROM:
-            return  # a redelivery of a step already done, or the feature ended meanwhile
-        base_commit = await self._base_commit(request)
-        if base_commit is not None:
-            await self._request_preparation(envelope, base_commit)
+            elif (
+                status is FeatureStatus.generating
+                and feature.preparation is None
+                and await claim_message(session, step.consumer, step.event_id)
+            ):
+                # Checked out before the preparation step existed (a request in flight across an upgrade):
+                # its next attempt is generated straight away, as it was then.
+                emit(session, feature.execution_id, AttemptRequested(attempt=feature.attempts + 1))
+        step.relay.wake()
+        return feature if status in _CHECKOUT_FROM else None
 
-    async def _base_commit(self, request: FeatureRequest) -> str | None:
-        """The commit the request's branch points at now; None when the checkout failed the feature."""
+    async def _base_commit(self, request: FeatureRequest) -> str:
+        """The commit the request's branch points at now."""
         log.info("worker.checkout", execution_id=request.execution_id)
-        try:
-            with STAGE_DURATION.labels("checkout").time():
-                mirror = await self._git.mirror(request.repository_url)
-                return await self._git.resolve_branch(mirror, request.branch)
-        except (GitError, RepositoryRefused) as error:
-            await self.fail(request.execution_id, f"checkout failed: {error}")
-            return None
+        with STAGE_DURATION.labels("checkout").time(), _sorted("checkout"):
+            mirror = await self._git.mirror(request.repository_url)
+            return await self._git.resolve_branch(mirror, request.branch)
 
-    async def _request_preparation(self, envelope: Envelope, base_commit: str) -> None:
-        async with self._database.transaction() as session:
-            if not await claim_message(session, "worker-checkout", envelope.event_id):
-                return
-            feature = await self._require(session, envelope.execution_id)
-            if feature.status != FeatureStatus.checking_out:
-                return
-            feature.base_commit = base_commit
-            move(session, feature, FeatureStatus.preparing, detail={"base_commit": base_commit})
-            emit(
-                session,
-                Subjects.ENVIRONMENT_REQUESTED,
-                EventType.ENVIRONMENT_REQUESTED,
-                feature.execution_id,
-                {"base_commit": base_commit},
-            )
-        self._relay.wake()
-
-    async def handle_environment_completed(self, delivery: Delivery) -> None:
+    async def start_or_stop(self, step: Step[EnvironmentCompleted]) -> None:
         """A base that cannot be tested fails the feature before any model call; otherwise attempt 1."""
-        envelope = delivery.envelope
-        result = TestResult.model_validate(envelope.payload["result"])
-        async with self._database.transaction() as session:
-            if not await claim_message(session, "worker-environment", envelope.event_id):
-                return
-            feature = await find_feature(session, envelope.execution_id)
-            if feature is None or feature.status != FeatureStatus.preparing:
-                return
+        result = step.event.result
+
+        def decide(session: AsyncSession, feature: Feature) -> None:
             feature.preparation = preparation_summary(result)
             if result.untestable:
                 reason = untestable_reason(result)
@@ -165,131 +169,109 @@ class WorkerService:
                 move(session, feature, FeatureStatus.failed, reason=reason)
             else:
                 move(session, feature, FeatureStatus.generating, detail={"attempt": 1})
-                emit(
-                    session,
-                    Subjects.ATTEMPT_REQUESTED,
-                    EventType.ATTEMPT_REQUESTED,
-                    feature.execution_id,
-                    {"attempt": 1},
-                )
-        self._relay.wake()
+                emit(session, feature.execution_id, AttemptRequested(attempt=1))
+
+        await step.commit(at(FeatureStatus.preparing), decide)
 
     # -- generate: worktree + agent + diff -------------------------------------------------------------
 
-    async def handle_generate(self, delivery: Delivery) -> None:
-        envelope = delivery.envelope
-        async with self._database.transaction() as session:
-            feature = await self._require(session, envelope.execution_id)
-            expected_attempt = feature.attempts + 1
-            if feature.status != FeatureStatus.generating:
-                return  # a redelivery of a step already done, or the feature ended meanwhile
-            if (
-                envelope.type == EventType.ATTEMPT_REQUESTED
-                and envelope.payload.get("attempt") != expected_attempt
-            ):
-                return
-            request = FeatureRequest.model_validate(feature.request)
-            base_commit, start_turn = feature.base_commit, feature.agent_turns
-            budget = Budget(
-                max_tokens=self._settings.max_tokens_per_feature,
-                max_cost_usd=self._settings.max_cost_usd_per_feature,
-                spent_tokens=feature.input_tokens + feature.output_tokens,
-                spent_cost_usd=feature.cost_usd,
-                context_tokens=self._settings.llm_context_tokens,
-            )
-            previous = await patch_for(session, request.execution_id, expected_attempt - 1)
-        assert base_commit is not None  # set by the checkout, before preparing
-        log.info("worker.generate", execution_id=envelope.execution_id, attempt=expected_attempt)
-
-        try:
-            with STAGE_DURATION.labels("checkout").time():
-                mirror = await self._git.mirror(request.repository_url, commit=base_commit)
-                worktree = await self._git.worktree(
-                    mirror, self._worktree_path(request.execution_id), base_commit
-                )
-        except (GitError, RepositoryRefused) as error:
-            await self.fail(request.execution_id, f"checkout failed: {error}")
-            return
-        # The map of the base commit, before the previous attempt's patch: the same text on every attempt,
-        # so the cached prompt prefix survives retries.
-        repo_map = await asyncio.to_thread(
-            build_repo_map, worktree, request.specification.target_files, self._settings.repo_map_tokens
-        )
-        if previous is not None:
-            await self._git.apply(worktree, previous.diff)
-
+    async def generate(self, step: Step[AttemptRequested]) -> None:
+        attempt = step.event.attempt
+        current = at(FeatureStatus.generating, attempt=attempt - 1)
+        loaded = await step.read(current, self._load_attempt)
+        if loaded is None:
+            return  # a redelivery of a step already done, or the feature ended meanwhile
+        request, base_commit = loaded.request, loaded.base_commit
+        log.info("worker.generate", execution_id=step.execution_id, attempt=attempt)
+        worktree = await self._prepare_worktree(request, base_commit, loaded.previous)
         transcript: list[tuple[str, dict[str, Any]]] = []
+        keep_transcript = self._transcript_keeper(attempt, transcript)
         try:
-            provider = self._provider(request.execution_id, start_turn)
-            toolbox = Toolbox(worktree, lambda: self._run_tests_now(request, base_commit, worktree))
-            prompt = task_message(request.specification, envelope.payload.get("feedback"))
-            with STAGE_DURATION.labels("agent").time():
-                result = await run_agent(
-                    provider,
-                    toolbox,
-                    prompt,
-                    max_turns=self._settings.max_agent_turns,
-                    record=_recorder(transcript, provider.name),
-                    repo_map=repo_map,
-                    budget=budget,
-                )
+            result = await self._run_agent(step.event, loaded, worktree, transcript)
         except (AgentError, ProviderError) as error:
-            await self.fail(request.execution_id, str(error), transcript=(expected_attempt, transcript))
+            await self._give_up(step, str(error), keep_transcript)
             return
         diff = await self._git.diff(worktree, base_commit)
         if refusal := await refuse_unsafe(self._git, worktree, base_commit, diff):
-            await self.fail(request.execution_id, refusal, transcript=(expected_attempt, transcript))
+            await self._give_up(step, refusal, keep_transcript)
             return
 
-        async with self._database.transaction() as session:
-            if not await claim_message(session, "worker-generate", envelope.event_id):
-                return
-            feature = await self._require(session, request.execution_id)
-            if feature.status != FeatureStatus.generating or feature.attempts != expected_attempt - 1:
-                return
+        def record(session: AsyncSession, feature: Feature) -> None:
             session.add(
-                Patch(
-                    execution_id=feature.execution_id,
-                    attempt=expected_attempt,
-                    diff=diff,
-                    summary=result.summary,
-                )
+                Patch(execution_id=feature.execution_id, attempt=attempt, diff=diff, summary=result.summary)
             )
-            self._store_transcript(session, feature, expected_attempt, transcript)
-            feature.attempts = expected_attempt
-            move(
-                session,
-                feature,
-                FeatureStatus.testing,
-                detail={"attempt": expected_attempt, "summary": result.summary, "diff_bytes": len(diff)},
-            )
-            emit(
-                session,
-                Subjects.TESTS_REQUESTED,
-                EventType.TESTS_REQUESTED,
-                feature.execution_id,
-                {"attempt": expected_attempt},
-            )
-        self._relay.wake()
+            keep_transcript(session, feature)
+            feature.attempts = attempt
+            detail = {"attempt": attempt, "summary": result.summary, "diff_bytes": len(diff)}
+            move(session, feature, FeatureStatus.testing, detail=detail)
+            emit(session, feature.execution_id, TestsRequested(attempt=attempt))
 
-    async def _feature_for(self, session: Any, envelope: Envelope) -> Feature:
-        """The feature an event is about; a bare request published straight to the bus creates it."""
-        feature = await find_feature(session, envelope.execution_id)
-        if feature is not None:
-            return feature
-        if envelope.type != EventType.FEATURE_REQUESTED:
-            raise PermanentError(f"no feature {envelope.execution_id} for a {envelope.type} event")
-        try:
-            request = FeatureRequest.model_validate(envelope.payload.get("request"))
-        except ValidationError as error:
-            raise PermanentError(f"invalid feature request: {error.errors()[0]['msg']}") from None
-        return await create_feature(session, request, announce=False)
+        await step.commit(current, record)
 
-    async def _require(self, session: Any, execution_id: str) -> Feature:
-        feature = await find_feature(session, execution_id)
-        if feature is None:
-            raise PermanentError(f"feature {execution_id} disappeared")
-        return feature
+    async def _load_attempt(self, session: AsyncSession, feature: Feature) -> _Attempt:
+        assert feature.base_commit is not None  # set by the checkout, before preparing
+        budget = Budget(
+            max_tokens=self._settings.max_tokens_per_feature,
+            max_cost_usd=self._settings.max_cost_usd_per_feature,
+            spent_tokens=feature.input_tokens + feature.output_tokens,
+            spent_cost_usd=feature.cost_usd,
+            context_tokens=self._settings.llm_context_tokens,
+        )
+        previous = await patch_for(session, feature.execution_id, feature.attempts)
+        return _Attempt(request_of(feature), feature.base_commit, budget, previous, feature.agent_turns)
+
+    async def _prepare_worktree(
+        self, request: FeatureRequest, base_commit: str, previous: Patch | None
+    ) -> Path:
+        """A fresh worktree of the base commit, with the previous attempt's patch applied."""
+        with STAGE_DURATION.labels("checkout").time(), _sorted("checkout"):
+            mirror = await self._git.mirror(request.repository_url, commit=base_commit)
+            worktree = await self._git.worktree(
+                mirror, self._worktree_path(request.execution_id), base_commit
+            )
+        if previous is not None:
+            await self._git.apply(worktree, previous.diff)
+        return worktree
+
+    async def _run_agent(
+        self,
+        event: AttemptRequested,
+        attempt: _Attempt,
+        worktree: Path,
+        transcript: list[tuple[str, dict[str, Any]]],
+    ) -> AgentResult:
+        request = attempt.request
+        # The map of the base commit, before the previous attempt's patch is applied: the same text on
+        # every attempt, so the cached prompt prefix survives retries.
+        repo_map = await asyncio.to_thread(
+            build_repo_map, worktree, request.specification.target_files, self._settings.repo_map_tokens
+        )
+        provider = self._provider(request.execution_id, attempt.start_turn)
+        toolbox = Toolbox(worktree, lambda: self._run_tests_now(request, attempt.base_commit, worktree))
+        with STAGE_DURATION.labels("agent").time():
+            return await run_agent(
+                provider,
+                toolbox,
+                task_message(request.specification, event.feedback),
+                max_turns=self._settings.max_agent_turns,
+                record=_recorder(transcript, provider.name),
+                repo_map=repo_map,
+                budget=attempt.budget,
+            )
+
+    def _transcript_keeper(
+        self, attempt: int, transcript: list[tuple[str, dict[str, Any]]]
+    ) -> Callable[[AsyncSession, Feature], None]:
+        def keep(session: AsyncSession, feature: Feature) -> None:
+            self._store_transcript(session, feature, attempt, transcript)
+
+        return keep
+
+    async def _give_up(
+        self, step: Step[Any], reason: str, effect: Callable[[AsyncSession, Feature], None] | None = None
+    ) -> None:
+        await step.fail(reason, effect=effect)
+        shutil.rmtree(self._worktree_path(step.execution_id), ignore_errors=True)
 
     def _provider(self, execution_id: str, start_turn: int) -> LLMProvider:
         """The configured provider, behind the kill switch: no model call starts while it is engaged."""
@@ -311,16 +293,18 @@ class WorkerService:
 
     async def _run_tests_now(self, request: FeatureRequest, base_commit: str, worktree: Path) -> TestResult:
         """The agent's run_tests tool: an interactive executor run of the current working tree."""
-        spec = {
-            "execution_id": request.execution_id,
-            "repository_url": request.repository_url,
-            "base_commit": base_commit,
-            "diff": await self._git.diff(worktree, base_commit),
-            "language": request.specification.language.value,
-            "test_command": request.test_command,
-        }
+        spec = RunSpec(
+            execution_id=request.execution_id,
+            repository_url=request.repository_url,
+            base_commit=base_commit,
+            diff=await self._git.diff(worktree, base_commit),
+            language=request.specification.language,
+            test_command=request.test_command,
+        )
         reply = await self._bus.request(
-            Subjects.EXECUTOR_RUN, json.dumps(spec).encode(), timeout=self._settings.tool_timeout_seconds
+            Subjects.EXECUTOR_RUN,
+            spec.model_dump_json().encode(),
+            timeout=self._settings.tool_timeout_seconds,
         )
         return TestResult.model_validate_json(reply)
 
@@ -344,89 +328,52 @@ class WorkerService:
 
     # -- tests done: review, retry or fail -------------------------------------------------------------
 
-    async def handle_tests_completed(self, delivery: Delivery) -> None:
-        envelope = delivery.envelope
-        attempt = int(envelope.payload["attempt"])
-        result = TestResult.model_validate(envelope.payload["result"])
-        async with self._database.transaction() as session:
-            if not await claim_message(session, "worker-test-results", envelope.event_id):
-                return
-            feature = await find_feature(session, envelope.execution_id)
-            if feature is None or feature.status != FeatureStatus.testing or feature.attempts != attempt:
-                return
+    async def judge_tests(self, step: Step[TestsCompleted]) -> None:
+        attempt, result = step.event.attempt, step.event.result
+
+        def decide(session: AsyncSession, feature: Feature) -> None:
             feature.test_summary = result.summary()
             if result.succeeded:
                 move(session, feature, FeatureStatus.reviewing, detail={"attempt": attempt})
-                emit(
-                    session,
-                    Subjects.REVIEW_REQUESTED,
-                    EventType.REVIEW_REQUESTED,
-                    feature.execution_id,
-                    {"attempt": attempt},
-                )
+                emit(session, feature.execution_id, ReviewRequested(attempt=attempt))
             elif attempt < self._settings.max_attempts:
+                reason = f"tests failed on attempt {attempt}"
                 move(
-                    session,
-                    feature,
-                    FeatureStatus.generating,
-                    reason=f"tests failed on attempt {attempt}",
-                    detail={"attempt": attempt + 1},
+                    session, feature, FeatureStatus.generating, reason=reason, detail={"attempt": attempt + 1}
                 )
-                emit(
-                    session,
-                    Subjects.ATTEMPT_REQUESTED,
-                    EventType.ATTEMPT_REQUESTED,
-                    feature.execution_id,
-                    {"attempt": attempt + 1, "feedback": describe_tests(result)},
-                )
+                retry = AttemptRequested(attempt=attempt + 1, feedback=describe_tests(result))
+                emit(session, feature.execution_id, retry)
             else:
-                move(
-                    session,
-                    feature,
-                    FeatureStatus.failed,
-                    reason=never_passed_reason(result, attempt),
-                )
-        self._relay.wake()
+                move(session, feature, FeatureStatus.failed, reason=never_passed_reason(result, attempt))
+
+        await step.commit(at(FeatureStatus.testing, attempt=attempt), decide)
 
     # -- delivery --------------------------------------------------------------------------------------
 
-    async def handle_delivery(self, delivery: Delivery) -> None:
-        envelope = delivery.envelope
-        async with self._database.transaction() as session:
-            feature = await find_feature(session, envelope.execution_id)
-            if feature is None or feature.status != FeatureStatus.delivering:
-                return
-            patch = await patch_for(session, feature.execution_id, feature.attempts)
-            review = await latest_review(session, feature.execution_id)
-            request = FeatureRequest.model_validate(feature.request)
-            base_commit, created_at = feature.base_commit, feature.created_at
-        assert patch is not None and base_commit is not None
+    async def deliver(self, step: Step[DeliveryRequested]) -> None:
+        current = at(FeatureStatus.delivering)
+        loaded = await step.read(current, _load_delivery)
+        if loaded is None:
+            return
+        request, patch, review, base_commit, created_at = loaded
         branch = f"feature/{request.execution_id}"
         path = self._worktree_path(request.execution_id)
-        try:
-            with STAGE_DURATION.labels("delivery").time():
-                mirror = await self._git.mirror(request.repository_url, commit=base_commit)
-                worktree = await self._git.worktree(mirror, path, base_commit)
-                if refusal := await refuse_unsafe(self._git, worktree, base_commit, patch.diff):
-                    await self.fail(request.execution_id, refusal)
-                    return
-                await self._git.apply(worktree, patch.diff)
-                message = commit_message(request, patch.summary, review.result if review else None)
-                author = Author(self._settings.git_author_name, self._settings.git_author_email)
-                commit = await self._git.commit(worktree, message, author, created_at.isoformat())
-                await self._git.push(worktree, request.repository_url, commit, branch)
-        except (GitError, RepositoryRefused) as error:
-            await self.fail(request.execution_id, f"delivery failed: {error}")
-            return
-        async with self._database.transaction() as session:
-            if not await claim_message(session, "worker-delivery", envelope.event_id):
-                return
-            feature = await self._require(session, request.execution_id)
-            if feature.status != FeatureStatus.delivering:
-                return
+        with STAGE_DURATION.labels("delivery").time(), _sorted("delivery"):
+            mirror = await self._git.mirror(request.repository_url, commit=base_commit)
+            worktree = await self._git.worktree(mirror, path, base_commit)
+            if refusal := await refuse_unsafe(self._git, worktree, base_commit, patch.diff):
+                raise PermanentError(refusal)
+            await self._git.apply(worktree, patch.diff)
+            message = commit_message(request, patch.summary, review.result if review else None)
+            author = Author(self._settings.git_author_name, self._settings.git_author_email)
+            commit = await self._git.commit(worktree, message, author, created_at.isoformat())
+            await self._git.push(worktree, request.repository_url, commit, branch)
+
+        def record(session: AsyncSession, feature: Feature) -> None:
             feature.delivered_branch, feature.delivered_commit = branch, commit
             move(session, feature, FeatureStatus.delivered, detail={"branch": branch, "commit": commit})
-        self._relay.wake()
+
+        await step.commit(current, record)
         await self._git.remove_worktree(mirror, path)
         log.info("worker.delivered", execution_id=request.execution_id, branch=branch, commit=commit)
 
@@ -435,21 +382,40 @@ class WorkerService:
     def _worktree_path(self, execution_id: str) -> Path:
         return self._git.root / "features" / execution_id
 
-    async def fail(
-        self,
-        execution_id: str,
-        reason: str,
-        *,
-        transcript: tuple[int, list[tuple[str, dict[str, Any]]]] | None = None,
-    ) -> None:
-        log.warning("worker.feature_failed", execution_id=execution_id, reason=reason)
-        async with self._database.transaction() as session:
-            feature = await find_feature(session, execution_id)
-            if feature is not None and transcript:
-                self._store_transcript(session, feature, *transcript)
-            await fail_feature(session, execution_id, reason)
-        self._relay.wake()
-        shutil.rmtree(self._worktree_path(execution_id), ignore_errors=True)
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What an attempt needs: the request, the base commit, the budget left, the previous attempt's patch,
+    and the agent turns used so far (a scripted model resumes there)."""
+
+    request: FeatureRequest
+    base_commit: str
+    budget: Budget
+    previous: Patch | None
+    start_turn: int
+
+
+async def _load_delivery(
+    session: AsyncSession, feature: Feature
+) -> tuple[FeatureRequest, Patch, Review | None, str, datetime]:
+    patch = await patch_for(session, feature.execution_id, feature.attempts)
+    review = await latest_review(session, feature.execution_id)
+    assert patch is not None and feature.base_commit is not None
+    return request_of(feature), patch, review, feature.base_commit, feature.created_at
+
+
+@contextlib.contextmanager
+def _sorted(what: str) -> Iterator[None]:
+    """Sort git's failures for the step skeleton: a timeout or a network failure is retried; anything else
+    (no such branch, a refused URL or patch) fails the feature, saying which step failed."""
+    try:
+        yield
+    except GitError as error:
+        if error.transient:
+            raise TransientError(f"{what} failed: {error}") from error
+        raise PermanentError(f"{what} failed: {error}") from error
+    except RepositoryRefused as error:
+        raise PermanentError(f"{what} failed: {error}") from error
 
 
 async def refuse_unsafe(git: Git, worktree: Path, base_commit: str, diff: str) -> str | None:

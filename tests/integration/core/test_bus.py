@@ -4,11 +4,13 @@ import asyncio
 import json
 
 import nats
+import structlog.testing
 
-from service_feature.bus.base import Delivery, PermanentError
+from service_feature.bus.base import Delivery
 from service_feature.bus.embedded import EmbeddedNatsServer
 from service_feature.bus.nats import DEAD_LETTER_STREAM, REASON_HEADER, NatsBus
-from service_feature.events import Envelope, Subjects
+from service_feature.errors import PoisonMessage
+from service_feature.events import Envelope, Subjects, TestsRequested
 
 SUBJECT = Subjects.TESTS_REQUESTED
 
@@ -45,10 +47,10 @@ async def test_published_events_are_consumed_and_acked_once(nats_server: Embedde
 
     await bus.consume(SUBJECT, "test", handler)
     for number in range(3):
-        await bus.publish(SUBJECT, Envelope(type="t", execution_id=f"f{number}", payload={"n": number}))
+        await bus.publish(SUBJECT, Envelope.of(f"f{number}", TestsRequested(attempt=number + 1)))
     await asyncio.wait_for(done.wait(), 10)
     await asyncio.sleep(0.3)
-    assert [d.envelope.payload["n"] for d in received] == [0, 1, 2]
+    assert [d.envelope.payload for d in received] == [TestsRequested(attempt=n) for n in (1, 2, 3)]
     assert all(d.attempt == 1 for d in received)
     info = await bus._js.consumer_info("FEATURES", "test")
     assert info.num_ack_pending == 0
@@ -58,7 +60,7 @@ async def test_published_events_are_consumed_and_acked_once(nats_server: Embedde
 
 async def test_a_repeated_event_id_is_dropped_by_the_server(nats_server: EmbeddedNatsServer) -> None:
     bus = await _bus(nats_server)
-    envelope = Envelope(type="t", execution_id="same")
+    envelope = Envelope.of("same", TestsRequested(attempt=1))
     for _ in range(3):
         await bus.publish(SUBJECT, envelope)
     info = await bus._js.stream_info("FEATURES")
@@ -78,7 +80,7 @@ async def test_a_failing_handler_is_retried_then_succeeds(nats_server: EmbeddedN
         done.set()
 
     await bus.consume(SUBJECT, "test", flaky)
-    await bus.publish(SUBJECT, Envelope(type="t", execution_id="x"))
+    await bus.publish(SUBJECT, Envelope.of("x", TestsRequested(attempt=1)))
     await asyncio.wait_for(done.wait(), 15)
     assert attempts == [1, 2]
     await bus.close()
@@ -97,13 +99,13 @@ async def test_poison_and_permanent_failures_go_to_the_dead_letter_subject(
 
     async def handler(delivery: Delivery) -> None:
         if delivery.envelope.execution_id == "bad":
-            raise PermanentError("cannot ever work")
+            raise PoisonMessage("cannot ever work")
         handled.append(delivery.envelope.execution_id)
 
     await bus.consume(SUBJECT, "test", handler)
     await bus._js.publish(SUBJECT, b"{not json")
-    await bus.publish(SUBJECT, Envelope(type="t", execution_id="bad"))
-    await bus.publish(SUBJECT, Envelope(type="t", execution_id="good"))
+    await bus.publish(SUBJECT, Envelope.of("bad", TestsRequested(attempt=1)))
+    await bus.publish(SUBJECT, Envelope.of("good", TestsRequested(attempt=1)))
     letters = await _dead_letters(nats_server, 2)
     assert letters[0][0] == b"{not json"
     assert "invalid event" in letters[0][1]
@@ -126,10 +128,10 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_after_max_deliver(
         raise ValueError("boom")
 
     await bus.consume(SUBJECT, "test", broken)
-    await bus.publish(SUBJECT, Envelope(type="t", execution_id="x"))
+    await bus.publish(SUBJECT, Envelope.of("x", TestsRequested(attempt=1)))
     letters = await _dead_letters(nats_server, 1)
     assert seen == [1, 2]
-    assert "failed 2 times" in letters[0][1]
+    assert "gave up after 2 tries" in letters[0][1]
     assert "boom" in letters[0][1]
     await bus.close()
 
@@ -143,7 +145,7 @@ async def test_heartbeats_keep_a_long_step_from_being_redelivered(nats_server: E
         await asyncio.sleep(3.0)
 
     await bus.consume(SUBJECT, "test", slow, concurrency=2)
-    await bus.publish(SUBJECT, Envelope(type="t", execution_id="x"))
+    await bus.publish(SUBJECT, Envelope.of("x", TestsRequested(attempt=1)))
     await asyncio.sleep(4.0)
     assert starts == [1]
     await bus.close()
@@ -165,14 +167,14 @@ async def test_replicas_share_one_durable_and_a_crashed_replicas_message_is_rede
         completed.append((delivery.envelope.execution_id, delivery.attempt))
 
     await crashed.consume(SUBJECT, "shared", hang)
-    await crashed.publish(SUBJECT, Envelope(type="t", execution_id="crash-me"))
+    await crashed.publish(SUBJECT, Envelope.of("crash-me", TestsRequested(attempt=1)))
     await asyncio.wait_for(taken.wait(), 10)
     await crashed._nc.close()  # the replica dies holding the message, without acking it
     for task in list(crashed._tasks):
         task.cancel()
     await survivor.consume(SUBJECT, "shared", work)
     for number in range(5):
-        await survivor.publish(SUBJECT, Envelope(type="t", execution_id=f"n{number}"))
+        await survivor.publish(SUBJECT, Envelope.of(f"n{number}", TestsRequested(attempt=1)))
     async with asyncio.timeout(15):
         while len(completed) < 6:
             await asyncio.sleep(0.05)
@@ -200,7 +202,7 @@ async def test_the_embedded_server_keeps_accepted_work_across_a_restart(
     nats_server: EmbeddedNatsServer,
 ) -> None:
     bus = await _bus(nats_server)
-    await bus.publish(SUBJECT, Envelope(type="t", execution_id="durable"))
+    await bus.publish(SUBJECT, Envelope.of("durable", TestsRequested(attempt=1)))
     await bus.close()
     await nats_server.stop()
     await nats_server.start()
@@ -213,4 +215,24 @@ async def test_the_embedded_server_keeps_accepted_work_across_a_restart(
 
     await bus.consume(SUBJECT, "test", handler)
     await asyncio.wait_for(got.wait(), 10)
+    await bus.close()
+
+
+async def test_a_failing_background_task_says_why_in_the_log(nats_server: EmbeddedNatsServer) -> None:
+    bus = await _bus(nats_server)
+    heard = asyncio.Event()
+
+    async def listener(data: bytes) -> None:
+        heard.set()
+        raise RuntimeError("listener broke")
+
+    with structlog.testing.capture_logs() as logs:
+        await bus.listen("status.feature.x", listener)
+        await bus._nc.publish("status.feature.x", b"{}")
+        await asyncio.wait_for(heard.wait(), 10)
+        async with asyncio.timeout(10):
+            while not any(entry["event"] == "bus.task_failed" for entry in logs):
+                await asyncio.sleep(0.05)
+    failure = next(entry for entry in logs if entry["event"] == "bus.task_failed")
+    assert "listener broke" in failure["error"]
     await bus.close()

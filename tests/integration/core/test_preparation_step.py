@@ -9,15 +9,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from service_feature.bus.base import Delivery
-from service_feature.events import Envelope, EventType, Subjects
+from service_feature.config import WorkerSettings
+from service_feature.events import AttemptRequested, Envelope, EnvironmentCompleted, Subjects
 from service_feature.git import Git
 from service_feature.lifecycle import FeatureStatus
 from service_feature.models import FeatureRequest, TestResult
 from service_feature.store import Database, upgrade
 from service_feature.store.features import create_feature, find_feature, move
+from service_feature.store.outbox import OutboxRelay
 from service_feature.store.tables import Feature, OutboxMessage
 from service_feature.worker.service import WorkerService
+from tests.support.bus import InMemoryBus
 
 REQUEST = FeatureRequest.model_validate(
     {
@@ -45,9 +47,9 @@ UNTESTABLE = TestResult(
 )
 
 
-class _Relay:
-    def wake(self) -> None:
-        """Nothing to publish in this test: the outbox rows are read directly."""
+class _Switch:
+    async def wait_released(self) -> None:
+        """Never engaged here."""
 
 
 @pytest.fixture
@@ -64,19 +66,18 @@ async def database(database_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def worker(database: Database, tmp_path: Path) -> WorkerService:
-    settings: Any = object()  # the handler under test reads no setting
-    return WorkerService(settings, database, object(), _Relay(), Git(tmp_path), object())  # type: ignore[arg-type]
+async def bus(database: Database, tmp_path: Path) -> InMemoryBus:
+    """The worker's consumers, started on an in-memory bus; the outbox rows are read directly."""
+    bus = InMemoryBus()
+    relay = OutboxRelay(database, bus)
+    worker = WorkerService(WorkerSettings(), database, bus, relay, Git(tmp_path), _Switch())  # type: ignore[arg-type]
+    await worker.start()
+    return bus
 
 
-def _completed(result: TestResult, event_id: str = "prepared-1") -> Delivery:
-    envelope = Envelope(
-        event_id=event_id,
-        type=EventType.ENVIRONMENT_COMPLETED,
-        execution_id=REQUEST.execution_id,
-        payload={"result": result.model_dump(mode="json")},
-    )
-    return Delivery(envelope=envelope, subject=Subjects.ENVIRONMENT_COMPLETED, attempt=1)
+async def _complete(bus: InMemoryBus, result: TestResult, event_id: str = "prepared-1") -> None:
+    envelope = Envelope.of(REQUEST.execution_id, EnvironmentCompleted(result=result), event_id=event_id)
+    assert await bus.deliver(Subjects.ENVIRONMENT_COMPLETED, envelope) == "acked"
 
 
 async def _state(database: Database) -> tuple[Feature, list[dict[str, Any]]]:
@@ -89,10 +90,10 @@ async def _state(database: Database) -> tuple[Feature, list[dict[str, Any]]]:
 
 
 async def test_an_untestable_base_fails_the_feature_without_an_attempt(
-    worker: WorkerService, database: Database
+    bus: InMemoryBus, database: Database
 ) -> None:
-    await worker.handle_environment_completed(_completed(UNTESTABLE))
-    await worker.handle_environment_completed(_completed(UNTESTABLE))  # redelivered: a no-op
+    await _complete(bus, UNTESTABLE)
+    await _complete(bus, UNTESTABLE)  # redelivered: a no-op
 
     feature, attempts = await _state(database)
     assert feature.status == FeatureStatus.failed
@@ -103,16 +104,14 @@ async def test_an_untestable_base_fails_the_feature_without_an_attempt(
     assert feature.preparation["log_tail"].endswith("ERROR: nope")
 
 
-async def test_a_testable_base_queues_attempt_one_once(worker: WorkerService, database: Database) -> None:
-    await worker.handle_environment_completed(_completed(TESTABLE))
-    await worker.handle_environment_completed(_completed(TESTABLE))  # redelivered
-    await worker.handle_environment_completed(
-        _completed(UNTESTABLE, "prepared-again")
-    )  # stale: not preparing
+async def test_a_testable_base_queues_attempt_one_once(bus: InMemoryBus, database: Database) -> None:
+    await _complete(bus, TESTABLE)
+    await _complete(bus, TESTABLE)  # redelivered
+    await _complete(bus, UNTESTABLE, "prepared-again")  # stale: not preparing
 
     feature, attempts = await _state(database)
     assert feature.status == FeatureStatus.generating
-    assert [envelope["payload"] for envelope in attempts] == [{"attempt": 1}]
+    assert [Envelope.model_validate(row).payload for row in attempts] == [AttemptRequested(attempt=1)]
     assert feature.preparation is not None
     assert feature.preparation["setup"] == "installed"
     assert feature.preparation["baseline"]["passed"] == 2

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from service_feature import git as git_module
-from service_feature.git import Author, Git, GitError, RepositoryRefused
+from service_feature.git import Author, Git, GitError, PushCredentials, RepositoryRefused
 from service_feature.patchcheck import check_patch_paths
 
 TOKEN = "ghp_" + "s3cr3t" * 6
@@ -123,7 +123,7 @@ def _files_containing(root: Path, needle: bytes) -> list[Path]:
 
 
 async def test_a_push_token_reaches_the_forge_and_nowhere_else(
-    tmp_path: Path, forge: tuple[str, _Forge, Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, forge: tuple[str, _Forge, Path]
 ) -> None:
     url, record, cert = forge
     workspace = tmp_path / "workspaces"
@@ -134,11 +134,10 @@ async def test_a_push_token_reaches_the_forge_and_nowhere_else(
     (tree / "new.txt").write_text("hello\n")
     commit = await git.commit(tree, "Add new\n", Author("Bot", "bot@x"), "2026-01-01T00:00:00+00:00")
 
-    with pytest.raises(GitError):  # no token in the environment: the forge refuses the push
+    with pytest.raises(GitError):  # no token configured: the forge refuses the push
         await git.push(tree, url, commit, "feature/f1")
-    monkeypatch.setenv("GIT_PUSH_TOKEN", TOKEN)
-    await git.push(tree, url, commit, "feature/f1")
-    assert await git.remote_branch_commit(url, "feature/f1") == commit
+    pushing = _trusting(workspace, cert, push_credentials=PushCredentials("x-access-token", TOKEN))
+    await pushing.push(tree, url, commit, "feature/f1")
     assert _git("--git-dir", str(record.root / "repo.git"), "rev-parse", "feature/f1").strip() == commit
 
     sent = [path for path, authorization in record.authorizations if authorization]
@@ -186,10 +185,11 @@ async def test_a_download_is_stopped_as_soon_as_it_outgrows_the_limit(
 
 
 async def test_a_shallow_mirror_still_builds_and_delivers(
-    tmp_path: Path, forge: tuple[str, _Forge, Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, forge: tuple[str, _Forge, Path]
 ) -> None:
-    url, _, cert = forge
-    git = _trusting(tmp_path / "w", cert, clone_depth=1)
+    url, record, cert = forge
+    credentials = PushCredentials("x-access-token", TOKEN)
+    git = _trusting(tmp_path / "w", cert, clone_depth=1, push_credentials=credentials)
     mirror = await git.mirror(url)
     assert (mirror / "shallow").exists()
     base = await git.resolve_branch(mirror, "main")
@@ -197,9 +197,8 @@ async def test_a_shallow_mirror_still_builds_and_delivers(
     tree = await git.worktree(mirror, tmp_path / "wt", base)
     (tree / "x.txt").write_text("x\n")
     commit = await git.commit(tree, "x\n", Author("Bot", "bot@x"), "2026-01-01T00:00:00+00:00")
-    monkeypatch.setenv("GIT_PUSH_TOKEN", TOKEN)
     await git.push(tree, url, commit, "feature/shallow")
-    assert await git.remote_branch_commit(url, "feature/shallow") == commit
+    assert _git("--git-dir", str(record.root / "repo.git"), "rev-parse", "feature/shallow").strip() == commit
     await git.mirror(url)
     assert (mirror / "shallow").exists()  # a later fetch keeps the mirror shallow
 
@@ -231,7 +230,7 @@ async def test_internal_hosts_are_refused_right_before_git_connects(tmp_path: Pa
         with pytest.raises(RepositoryRefused, match="internal address"):
             await git.mirror(url)
     with pytest.raises(RepositoryRefused, match="internal address"):
-        await git.remote_branch_commit("https://[::1]/r.git", "main")
+        await git.mirror("https://[::1]/r.git")
     assert not (tmp_path / "w" / "mirrors").exists()
 
 

@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from service_feature.git import local_repository_problem, stderr_summary
+import pytest
+
+from service_feature.git import GitError, local_repository_problem, stderr_summary
 
 MISSING_REPOSITORY = """Cloning into bare repository '/w/mirrors/abc.partial'...
 fatal: '/srv/repo' does not appear to be a git repository
@@ -42,3 +44,24 @@ def test_a_missing_path_and_a_plain_directory_are_told_apart(tmp_path: Path) -> 
     assert local_repository_problem(str(working_copy)) is None
     assert local_repository_problem("https://example.com/missing.git") is None
     assert local_repository_problem("git@example.com:team/repo.git") is None
+
+
+@pytest.mark.parametrize(
+    ("detail", "transient"),
+    [
+        ("fatal: unable to access 'https://h/r.git/': Could not resolve host: h", True),
+        ("fatal: unable to access 'https://h/r.git/': Failed to connect to h port 443", True),
+        ("error: RPC failed; curl 56 Recv failure: Connection reset by peer", True),
+        ("fatal: the remote end hung up unexpectedly", True),
+        ("fatal: unable to access 'https://h/r.git/': The requested URL returned error: 503", True),
+        ("fatal: unable to access 'https://h/r.git/': The requested URL returned error: 403", False),
+        ("fatal: repository 'https://h/r.git/' not found", False),
+        ("fatal: Authentication failed for 'https://h/r.git/'", False),
+    ],
+)
+def test_network_failures_are_worth_a_retry_and_refusals_are_not(detail: str, transient: bool) -> None:
+    assert GitError(f"git fetch failed: {detail}", detail).transient is transient
+
+
+def test_a_timeout_is_worth_a_retry_whatever_it_says() -> None:
+    assert GitError("git clone timed out after 300 s", "timed out after 300 s", transient=True).transient

@@ -3,7 +3,15 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from service_feature.events import Envelope, PoisonMessage, decode
+from service_feature.errors import PoisonMessage
+from service_feature.events import (
+    Envelope,
+    FeatureRequested,
+    StatusChanged,
+    TestsCompleted,
+    TestsRequested,
+    decode,
+)
 from service_feature.models import FeatureRequest, TestResult
 
 SEED_EXAMPLE = {
@@ -54,15 +62,32 @@ def test_unknown_language_is_rejected() -> None:
 
 
 def test_envelope_round_trip() -> None:
-    envelope = Envelope(type="tests.requested", execution_id="abc", payload={"attempt": 2})
+    envelope = Envelope.of("abc", TestsRequested(attempt=2))
     assert decode(envelope.to_bytes()) == envelope
+
+
+def test_the_wire_keeps_the_type_beside_a_plain_payload() -> None:
+    result = TestResult(command="pytest", sandbox="bwrap", exit_code=0, passed=1)
+    wire = json.loads(Envelope.of("abc", TestsCompleted(attempt=1, result=result)).to_bytes())
+    assert wire["type"] == "tests.completed"
+    assert wire["payload"] == {"attempt": 1, "result": result.model_dump(mode="json")}
+
+
+def test_status_changes_carry_their_details() -> None:
+    payload = {"status": "failed", "from": "testing", "attempt": 2}
+    data = json.dumps({"type": "status.changed", "execution_id": "a", "payload": payload}).encode()
+    status = decode(data).payload
+    assert isinstance(status, StatusChanged)
+    assert (status.status, status.source, status.detail) == ("failed", "testing", {"attempt": 2})
+    assert json.loads(Envelope.of("a", status).to_bytes())["payload"]["from"] == "testing"
 
 
 def test_a_bare_request_on_the_bus_is_wrapped_with_a_stable_event_id() -> None:
     envelope = decode(json.dumps(SEED_EXAMPLE).encode())
     assert envelope.type == "feature.requested"
     assert envelope.event_id == "request-demo000000001"
-    assert envelope.payload["request"]["specification"]["title"] == "Add greeting function"
+    assert isinstance(envelope.payload, FeatureRequested)
+    assert envelope.payload.request.specification.title == "Add greeting function"
 
 
 @pytest.mark.parametrize(
@@ -71,6 +96,9 @@ def test_a_bare_request_on_the_bus_is_wrapped_with_a_stable_event_id() -> None:
         (b"not json", "invalid event"),
         (b'{"version": 2, "type": "x", "execution_id": "a"}', "version"),
         (b'{"type": "x"}', "execution_id"),
+        (b'{"type": "tests.requested", "execution_id": "a", "payload": {"attempt": 0}}', "attempt"),
+        (b'{"type": "tests.requested", "execution_id": "a", "payload": {"attempt": "two"}}', "attempt"),
+        (b'{"type": "no.such.event", "execution_id": "a", "payload": {}}', "no.such.event"),
     ],
 )
 def test_poison_messages_are_named(data: bytes, reason: str) -> None:
