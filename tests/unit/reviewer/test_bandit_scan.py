@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from service_feature.models import Finding, FindingCategory, Severity
@@ -87,21 +85,39 @@ def test_a_bandit_that_does_not_run_fails_closed(
 ) -> None:
     checkouts = make_patch(BASE, {"app/jobs.py": "X = 1\n"})
 
-    def timeout(*args: object, **kwargs: object) -> None:
-        raise subprocess.TimeoutExpired("bandit", bandit_scan.TIMEOUT_SECONDS)
+    def broken() -> None:
+        raise ImportError("bandit's plugins did not load")
 
-    monkeypatch.setattr(subprocess, "run", timeout)  # after git has made the patch
+    monkeypatch.setattr(bandit_scan, "_bandit", broken)
 
     findings = bandit_scan.scan(parse_diff(checkouts.diff), checkouts.patched)
 
     assert [(f.rule_id, f.severity) for f in findings] == [("bandit.error", Severity.high)]
+    assert "unchecked" in findings[0].message
 
 
 def test_no_changed_python_file_runs_nothing(make_patch: MakePatch, monkeypatch: pytest.MonkeyPatch) -> None:
     checkouts = make_patch(BASE, {"README.md": "docs\n", "app/jobs.py": None})
-    monkeypatch.setattr(subprocess, "run", None)
+    monkeypatch.setattr(bandit_scan, "_bandit", None)
 
     assert bandit_scan.scan(parse_diff(checkouts.diff), checkouts.patched) == []
+
+
+def test_a_file_too_large_to_parse_is_reported_not_parsed(
+    make_patch: MakePatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bandit_scan, "MAX_FILE_BYTES", 64)
+    findings = scan(make_patch, {"app/jobs.py": "import os\n" + "X = eval(os.environ['A'])\n" * 10})
+
+    assert [(f.rule_id, f.file) for f in findings] == [("bandit.error", "app/jobs.py")]
+    assert "too large" in findings[0].message
+
+
+def test_files_in_subfolders_keep_their_repository_paths(make_patch: MakePatch) -> None:
+    source = "import pickle\n\n\ndef load(b: bytes) -> object:\n    return pickle.loads(b)\n"
+    findings = scan(make_patch, {"app/deep/er/tool.py": source})
+
+    assert {(f.rule_id, f.file, f.line) for f in findings} >= {("bandit.B301", "app/deep/er/tool.py", 5)}
 
 
 @pytest.mark.parametrize(
