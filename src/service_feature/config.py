@@ -168,3 +168,15 @@ class ExecutorSettings(CommonSettings):
     test_timeout_seconds: float = Field(600.0, alias="SF_TEST_TIMEOUT_SECONDS", gt=0)
     test_output_limit_bytes: int = Field(1_000_000, alias="SF_TEST_OUTPUT_LIMIT_BYTES", ge=1024)
     allow_dependency_changes: bool = Field(False, alias="SF_ALLOW_DEPENDENCY_CHANGES")
+    # One total for what a test run may write (workspace, /tmp, /dev/shm; a tmpfs, so memory too); 0: none.
+    sandbox_disk_quota_mb: int = Field(1024, alias="SANDBOX_DISK_QUOTA_MB", ge=0)
+    # Without pasta (Debian package passt), setup gets no network ("refuse") or the host's ("host", unsafe).
+    sandbox_setup_network_fallback: Literal["refuse", "host"] = Field(
+        "refuse", alias="SANDBOX_SETUP_NETWORK_FALLBACK"
+    )
+    # Host patterns setup's proxy lets through (`pypi.org,*.pythonhosted.org`); empty: any public host.
+    sandbox_setup_allowed_hosts: str = Field("", alias="SANDBOX_SETUP_ALLOWED_HOSTS")
+
+    @property
+    def setup_allowed_hosts(self) -> tuple[str, ...]:
+        return tuple(host.strip() for host in self.sandbox_setup_allowed_hosts.split(",") if host.strip())

@@ -134,6 +134,7 @@ class TestResult(BaseModel):
     failures no test can be named for (a crash, a build or collection error). `dependency_files_changed`
     lists the dependency manifests/lock files the patch changed (their setup reruns only when policy allows).
     `environment` says which installed environment the tests ran with and whether it came from the cache.
+    `disk_quota_exceeded`: the run wrote more than the sandbox's disk quota (SANDBOX_DISK_QUOTA_MB).
     `untestable` is set by a preparation run (the base commit alone, before any model call) when the base
     cannot be tested at all: the step, the command and the tail of its output, in words a user can act on.
     """
@@ -148,6 +149,7 @@ class TestResult(BaseModel):
     errored: int = 0
     skipped: int = 0
     timed_out: bool = False
+    disk_quota_exceeded: bool = False
     duration_seconds: float = 0.0
     output_tail: str = ""
     failures: list[TestCase] = Field(default_factory=list)

@@ -16,16 +16,23 @@ alone — a word of letters, `_`, `.` and `-` only (`password = user.password`, 
 (`${DB_PASSWORD}`, `{{ vault_token }}`, `sk-ant-...`). The price: an all-letters password
 (`PASSWORD=changeme`) is kept. A password in a URL is always redacted: the URL is a credential.
 
+What is stored is also bounded: `redact_value(..., limit=)` keeps a string longer than `limit` as its head and
+tail around a note of its size and sha256 (`redact_excerpt`), and runs the patterns over those parts only —
+over a 50 MB tool argument they would hold a thread, and the event loop with it, for many seconds.
+
 This module is only a safety net for transcripts and prompts (the agent's tool results, the diff the reviewer
 shows its model); the reviewer's secret scanner judges patches with its own, broader detectors.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
 MARKER = "[REDACTED:"
+_HASHED_CHARS = 1 << 20
+_MARGIN = 4_096  # characters redacted past each cut of an excerpt: a secret across the cut is still seen
 
 _KEY_BODY = r"[A-Za-z0-9_\-]{20,}"
 _CREDENTIAL_NAME = (
@@ -56,6 +63,7 @@ _WORD = re.compile(r"[A-Za-z_.\-]+")  # a name, an attribute, a placeholder word
 _CODE = re.compile(r".*[(\[].*")  # a call or a subscript
 _REFERENCE = ("$", "{", "<", "%", "[")  # ${VAR}, {{ tmpl }}, <placeholder>, %(name)s, [REDACTED:…]
 _ELLIPSIS = ("...", "…")  # sk-ant-..., an example in documentation
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def redact(text: str) -> str:
@@ -79,12 +87,57 @@ def _redact_assignment(match: re.Match[str]) -> str:
     return f"{name}{quote}{MARKER}secret]{quote}"
 
 
-def redact_value(value: Any) -> Any:
-    """A JSON-like value (a transcript entry) with every string in it redacted."""
+def redact_value(value: Any, limit: int | None = None) -> Any:
+    """A JSON-like value (a transcript entry) with every string in it redacted and, with a `limit`, every
+    string (a dictionary key too) longer than `limit` characters cut to an excerpt (`redact_excerpt`)."""
     if isinstance(value, str):
-        return redact(value)
+        return redact(value) if limit is None else redact_excerpt(value, limit)
     if isinstance(value, dict):
-        return {key: redact_value(item) for key, item in value.items()}
+        return {_key(key, limit): redact_value(item, limit) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [redact_value(item) for item in value]
+        return [redact_value(item, limit) for item in value]
     return value
+
+
+def _key(key: Any, limit: int | None) -> Any:
+    """A key as stored: cut like any string, but not redacted (keys are names, not values)."""
+    if limit is None or not isinstance(key, str) or len(key) <= limit:
+        return key
+    return redact_excerpt(key, limit)
+
+
+def redact_excerpt(text: str, limit: int) -> str:
+    """`text` redacted; when longer than `limit` characters, its redacted head and tail around a note of
+    what was cut and of the whole text's size and sha256. The patterns run over at most `limit` + twice
+    `_MARGIN` characters: each cut is redacted with a margin past it, so a secret that straddles the cut
+    is recognised whole and never stored in part. Lone surrogates (which no database can store) become
+    U+FFFD."""
+    if len(text) <= limit:
+        return _storable(redact(text))
+    half = limit // 2
+    head = redact(text[: half + _MARGIN])[:half]
+    tail = redact(text[-(half + _MARGIN) :])[-half:] if half else ""
+    return _storable(f"{head}\n{_elision_note(text, len(text) - 2 * half)}\n{tail}")
+
+
+def _elision_note(text: str, elided: int) -> str:
+    """What was cut, and the whole text's size and digest, computed a megabyte at a time: one encoding of a
+    50 MB string would hold the interpreter (and so the event loop) for tens of milliseconds."""
+    digest = hashlib.sha256()
+    size = 0
+    for start in range(0, len(text), _HASHED_CHARS):
+        data = text[start : start + _HASHED_CHARS].encode("utf-8", "surrogatepass")
+        size += len(data)
+        digest.update(data)
+    return (
+        f"[… {elided:,} characters elided; the whole text had {len(text):,} characters, "
+        f"{size:,} bytes, sha256 {digest.hexdigest()} …]"
+    )
+
+
+def _storable(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text

@@ -16,13 +16,20 @@ What the loop guards, and why:
 - **Secrets.** Tool results are redacted before the model sees them and before they are recorded; every
   recorded entry is redacted as a whole (`llm/redact.py`). A write that would put a `[REDACTED:…]`
   placeholder into a file is refused: it would overwrite the real secret.
+- **Size.** A recorded string keeps at most STORED_CHARS characters (its head and tail, with the whole
+  string's size and sha256): a 50 MB `write_file` argument, refused by the tool, would otherwise be stored
+  twice (in the model's call and in the tool's entry). A call argument longer than any tool accepts is cut
+  the same way in the history, so it is not sent back to the model on every turn. Hashing, redaction and
+  tool work run in threads over bounded text: no step holds the event loop that every service shares.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from service_feature.llm.base import (
@@ -36,11 +43,13 @@ from service_feature.llm.base import (
 )
 from service_feature.llm.pricing import cost_usd
 from service_feature.llm.prompt import fence, specification_text
-from service_feature.llm.redact import MARKER, redact, redact_value
+from service_feature.llm.redact import MARKER, redact, redact_excerpt, redact_value
 from service_feature.models import Specification
 from service_feature.worker.context import ContextOverflow, ContextWindow, prefix_tokens
-from service_feature.worker.tools import TOOL_SPECS, Toolbox, ToolOutcome
+from service_feature.worker.tools import MAX_ARGUMENT_CHARS, TOOL_SPECS, Toolbox, ToolOutcome
 
+STORED_CHARS = 64_000  # per string of a transcript entry: beyond, its head and tail, size and sha256
+_SHOWN_REFUSED_CHARS = 2_000  # of an argument no tool accepts, as the history keeps it
 _STUCK_REPEATS = 3
 _ANSWER_RESERVE = 16_384  # tokens kept free in the context window for the model's answer
 _WRITTEN_ARGUMENT = {"write_file": "content", "edit_file": "new_str"}  # text that ends up in a file
@@ -130,8 +139,8 @@ async def run_agent(
     tools = list(TOOL_SPECS)
     window = _window(budget, system)
 
-    def store(kind: str, content: dict[str, Any]) -> None:
-        record(kind, redact_value(content))
+    async def store(kind: str, content: dict[str, Any]) -> None:
+        record(kind, await asyncio.to_thread(redact_value, content, STORED_CHARS))
 
     messages: list[Message] = [UserMessage(prompt)]
     usage = Usage()
@@ -140,14 +149,14 @@ async def run_agent(
     for turn in range(1, max_turns + 1):
         budget.check(usage, cost)
         if window is not None:
-            messages = _fit(window, messages, store)
+            messages = await _fit(window, messages, store)
         response = await provider.complete(system, messages, tools)
         if window is not None:
             window.calibrate(messages, response.usage.input_tokens)
         call_cost = cost_usd(response.model, response.usage)
         usage += response.usage
         cost += call_cost
-        store(
+        await store(
             "model",
             {
                 "text": response.text,
@@ -160,7 +169,8 @@ async def run_agent(
                 "cost_usd": call_cost,
             },
         )
-        messages.append(AssistantMessage(response.text, tuple(response.tool_calls)))
+        calls = await asyncio.to_thread(_bounded_calls, response.tool_calls)
+        messages.append(AssistantMessage(response.text, calls))
         if not response.tool_calls:
             nudge = (
                 "Your answer was cut off by the output limit: continue in smaller steps."
@@ -170,10 +180,10 @@ async def run_agent(
             messages.append(UserMessage(nudge))
             continue
         finished: str | None = None
-        for call in response.tool_calls:
+        for call, bounded in zip(response.tool_calls, calls, strict=True):
             outcome = await _run_tool(toolbox, call)
-            content = redact(outcome.content)
-            store(
+            content = await asyncio.to_thread(redact, outcome.content)
+            await store(
                 "tool",
                 {
                     "id": call.id,
@@ -184,7 +194,7 @@ async def run_agent(
                 },
             )
             messages.append(ToolResultMessage(call.id, call.name, content, outcome.is_error))
-            key = json.dumps([call.name, call.arguments, content], sort_keys=True, default=str)
+            key = await asyncio.to_thread(_call_key, bounded, content)
             seen[key] = seen.get(key, 0) + 1
             if seen[key] >= _STUCK_REPEATS:
                 raise AgentError(
@@ -204,14 +214,16 @@ def _window(budget: Budget, system: str) -> ContextWindow | None:
     return ContextWindow(limit=budget.context_tokens - reserve, prefix=prefix_tokens(system, TOOL_SPECS))
 
 
-def _fit(window: ContextWindow, messages: list[Message], store: Recorder) -> list[Message]:
+async def _fit(
+    window: ContextWindow, messages: list[Message], store: Callable[[str, dict[str, Any]], Awaitable[None]]
+) -> list[Message]:
     """The history condensed to fit the window; the condensation is recorded in the transcript."""
     try:
         fitted = window.fit(messages)
     except ContextOverflow as error:
         raise AgentError(str(error)) from None
     if fitted is not messages:
-        store(
+        await store(
             "context",
             {
                 "estimated_tokens_before": window.estimate(messages),
@@ -223,13 +235,38 @@ def _fit(window: ContextWindow, messages: list[Message], store: Recorder) -> lis
     return fitted
 
 
+def _bounded_calls(calls: list[ToolCall]) -> tuple[ToolCall, ...]:
+    """The calls as the history keeps them: a string argument longer than any tool accepts (the tool
+    refuses it) is cut to its head and tail, so that it is not resent, re-measured and re-hashed on every
+    later turn."""
+    return tuple(
+        replace(call, arguments={key: _bounded_argument(value) for key, value in call.arguments.items()})
+        if any(isinstance(v, str) and len(v) > MAX_ARGUMENT_CHARS for v in call.arguments.values())
+        else call
+        for call in calls
+    )
+
+
+def _bounded_argument(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_ARGUMENT_CHARS:
+        return redact_excerpt(value, _SHOWN_REFUSED_CHARS)
+    return value
+
+
+def _call_key(call: ToolCall, result: str) -> str:
+    """A digest of a call and its result, to notice the same call with the same result again."""
+    text = json.dumps([call.name, call.arguments, result], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 async def _run_tool(toolbox: Toolbox, call: ToolCall) -> ToolOutcome:
     if call.parse_error:
         return ToolOutcome(
             f"the arguments of {call.name} are not valid JSON: {call.parse_error}", is_error=True
         )
     written = call.arguments.get(_WRITTEN_ARGUMENT.get(call.name, ""))
-    if isinstance(written, str) and MARKER in written:
+    # Too long a text is refused by the tool: no need to scan it on the event loop first.
+    if isinstance(written, str) and len(written) <= MAX_ARGUMENT_CHARS and MARKER in written:
         return ToolOutcome(
             f"refused: the new text contains a {MARKER}…] placeholder, which would replace a real secret "
             "in the file; edit around the secret instead",

@@ -33,6 +33,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from service_feature.llm.base import (
     AssistantMessage,
@@ -61,9 +62,22 @@ def estimate_tokens(text: str) -> int:
 
 def message_tokens(message: Message) -> int:
     if isinstance(message, AssistantMessage):
-        calls = "".join(call.name + json.dumps(call.arguments) for call in message.tool_calls)
-        return estimate_tokens(message.text + calls) + _MESSAGE_OVERHEAD
+        calls = sum(len(call.name) + json_length(call.arguments) for call in message.tool_calls)
+        return math.ceil((len(message.text) + calls) / CHARS_PER_TOKEN) + _MESSAGE_OVERHEAD
     return estimate_tokens(message.content) + _MESSAGE_OVERHEAD
+
+
+def json_length(value: Any) -> int:
+    """About the length of `value` as JSON, without building the JSON: `fit` measures every message many
+    times, and encoding a long argument each time would hold the event loop."""
+    if isinstance(value, str):
+        escaped = value.count('"') + value.count("\\") + value.count("\n")
+        return len(value) + escaped + 2
+    if isinstance(value, dict):
+        return 2 + sum(json_length(key) + json_length(item) + 2 for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return 2 + sum(json_length(item) + 1 for item in value)
+    return len(str(value))
 
 
 def prefix_tokens(system: str, tools: Sequence[ToolSpec]) -> int:

@@ -98,6 +98,8 @@ def never_passed_reason(result: TestResult, attempts: int) -> str:
         because = f" (the patch changed {changed})" if changed else ""
         detail = result.output_tail.removeprefix(_SETUP_PREFIX)
         return _with_tail(f"dependency setup failed on the patched run {after}{because}", detail)
+    if result.disk_quota_exceeded:
+        return _with_tail(f"tests exceeded the disk quota {after}: `{result.command}`", result.output_tail)
     if result.timed_out:
         return _with_tail(f"tests timed out {after}: `{result.command}`", result.output_tail)
     if names := failing_tests(result):

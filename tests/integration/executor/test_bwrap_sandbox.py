@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import socket
 import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
+from service_feature.executor.sandbox import netns
 from service_feature.executor.sandbox.base import TRUNCATION_MARKER, Limits
 from service_feature.executor.sandbox.bwrap import WORKSPACE, BwrapSandbox
 
@@ -134,20 +138,76 @@ async def test_cancel_stops_the_run_within_a_second(
     assert loop.time() - cancelled_at < 1.0
 
 
-async def test_network_variant_reaches_the_host(
-    workspace: Path, limits: Limits, bwrap_sandbox: BwrapSandbox
+def pypi_reachable() -> bool:
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+async def test_setup_variant_reaches_the_registry_through_the_proxy(workspace: Path, limits: Limits) -> None:
+    """Setup's network still does its job: a real `pip download` from PyPI, through pasta and the proxy."""
+    if netns.pasta_path() is None:
+        pytest.skip("pasta is not installed (apt-get install passt)")
+    if not pypi_reachable():
+        pytest.skip("PyPI is not reachable from this host")
+    sandbox = BwrapSandbox(network=True)
+    pip = [str(Path(sys.base_prefix) / "bin" / "python3"), "-m", "pip", "--isolated", "--no-cache-dir"]
+    argv = [*pip, "download", "--no-deps", "-d", WORKSPACE, "six"]
+
+    result = await sandbox.run(
+        argv, workdir=workspace, env={}, limits=dataclasses.replace(limits, wall_seconds=120)
+    )
+
+    assert result.exit_code == 0, result.output
+    assert [path.name.split("-")[0] for path in workspace.glob("*.whl")] == ["six"]
+    assert sandbox.describe()["egress"] == "proxy"
+    assert "setup-network" not in " ".join(sandbox.describe()["degraded"])
+
+
+async def test_setup_without_pasta_refuses_the_network_and_says_why(
+    workspace: Path, limits: Limits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The control for the abuse suite's network cases: with network=True the same connect succeeds."""
+    """No pasta and the default fallback: setup runs with no network at all, and its output says why."""
+    monkeypatch.setattr(netns, "pasta_path", lambda: None)
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
+        sandbox = BwrapSandbox(network=True)
         code = (
             f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2); print('CONNECTED')"
         )
 
-        sandbox = BwrapSandbox(network=True)
         result = await sandbox.run([sys.executable, "-c", code], workdir=workspace, env={}, limits=limits)
 
-    assert result.output == "CONNECTED\n"
-    assert sandbox.describe()["network"] is True
+        listener.settimeout(0)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    assert "ConnectionRefusedError" in result.output
+    assert "setup ran without network: pasta is not installed" in result.output
+    assert sandbox.describe()["egress"] == "refused"
+    assert "setup-network-refused" in sandbox.describe()["degraded"]
+
+
+async def test_quota_workspace_round_trip(
+    bwrap_sandbox: BwrapSandbox, workspace: Path, limits: Limits
+) -> None:
+    """Under the quota the workspace is a copy: what the command writes, changes and deletes is what the host
+    sees afterwards, links stay links, and a file under a directory only root may enter is still copied."""
+    (workspace / "kept.txt").write_text("kept")
+    (workspace / "changed.txt").write_text("before")
+    (workspace / "deleted.txt").write_text("gone")
+    (workspace / "link").symlink_to("kept.txt")
+    script = "echo after > changed.txt; rm deleted.txt; mkdir -p r/s && echo new > r/s/t; cat link"
+
+    result = await bwrap_sandbox.run(["sh", "-c", script], workdir=workspace, env={}, limits=limits)
+
+    assert (result.exit_code, result.output) == (0, "kept")
+    assert sorted(p.name for p in workspace.iterdir()) == ["changed.txt", "kept.txt", "link", "r"]
+    assert (workspace / "changed.txt").read_text() == "after\n"
+    assert (workspace / "r" / "s" / "t").read_text() == "new\n"
+    assert (workspace / "link").is_symlink()
+    assert not result.disk_quota_exceeded
+    assert bwrap_sandbox.describe()["disk_quota"] is (os.geteuid() == 0)

@@ -1,10 +1,13 @@
+import asyncio
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from service_feature.models import TestResult
-from service_feature.worker.tools import TOOL_NAMES, Toolbox
+from service_feature.worker.tools import MAX_ARGUMENT_CHARS, TOOL_NAMES, Toolbox, ToolOutcome
 
 
 async def _no_tests() -> TestResult:
@@ -128,3 +131,152 @@ async def test_run_tests_and_finish(tools: Toolbox) -> None:
     done = await tools.call("finish", {"summary": "ok"})
     assert done.finished
     assert done.content == "ok"
+
+
+# -- hostile input: catastrophic patterns, slow walks, unexpected failures (issue 12, items 2 and 4) ------
+
+
+@pytest.mark.timeout(60)  # Python's `re` would backtrack over this line for days
+async def test_a_catastrophic_pattern_is_searched_in_linear_time(tools: Toolbox, repo: Path) -> None:
+    (repo / "bomb.txt").write_text("a" * 64 + "!\n")
+    outcome = await tools.call("search", {"pattern": "(a+)+$"})
+    assert not outcome.is_error
+    assert outcome.content == "no matches"
+
+
+async def test_search_runs_off_the_event_loop(tools: Toolbox) -> None:
+    order: list[str] = []
+
+    async def other_service() -> None:
+        order.append("other service")
+
+    waiting = asyncio.create_task(other_service())
+    await tools.call("search", {"pattern": "def"})
+    order.append("search done")
+    await waiting
+    assert order == ["other service", "search done"]
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"def(?= one)", r"(?<!x)one"])
+async def test_patterns_re2_cannot_run_are_errors_the_model_can_fix(tools: Toolbox, pattern: str) -> None:
+    outcome = await tools.call("search", {"pattern": pattern})
+    assert outcome.is_error
+    assert "RE2 syntax" in outcome.content
+    assert "b'" not in outcome.content  # RE2's message is shown as text, not as a bytes literal
+
+
+async def test_a_walk_past_its_time_limit_stops_with_an_error(repo: Path) -> None:
+    impatient = Toolbox(repo, _no_tests, time_limit=0)
+    for name in ("search", "list_files"):
+        outcome = await impatient.call(name, {"pattern": "x"} if name == "search" else {})
+        assert outcome.is_error
+        assert "time limit of 0 s" in outcome.content
+    assert not (await impatient.call("read_file", {"path": "README.md"})).is_error  # no walk, no limit
+
+
+async def test_walks_do_not_follow_links_out_of_the_repository(
+    tools: Toolbox, repo: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "secret.txt").write_text("canary\n")
+    os.symlink(tmp_path / "secret.txt", repo / "link.txt")
+    os.symlink(repo / ".git" / "config", repo / "gitconfig")
+    os.symlink("README.md", repo / "readme-link.md")
+    search = await tools.call("search", {"pattern": "canary|core"})
+    assert search.content == "no matches"
+    listed = (await tools.call("list_files", {})).content.splitlines()
+    assert "link.txt" not in listed
+    assert "gitconfig" not in listed
+    assert "readme-link.md" in listed  # a link inside the repository is a file like any other
+
+
+def _error(outcome: ToolOutcome, root: Path) -> str:
+    """The error text, checked to carry no host path and no raw control bytes."""
+    assert outcome.is_error, outcome.content
+    assert str(root) not in outcome.content
+    assert all(c.isprintable() or c in "\n\t" for c in outcome.content), outcome.content
+    return outcome.content
+
+
+async def test_unexpected_failures_are_errors_the_model_sees(tools: Toolbox, repo: Path) -> None:
+    (repo / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe" * 400)
+    os.symlink("loop", repo / "loop")
+    (repo / "pkg").mkdir()
+
+    binary = await tools.call("edit_file", {"path": "logo.png", "old_str": "PNG", "new_str": "GIF"})
+    assert "not UTF-8 text" in _error(binary, repo)
+    under_a_file = await tools.call("write_file", {"path": "README.md/x.py", "content": "x = 1\n"})
+    assert "'README.md' is a file" in _error(under_a_file, repo)
+    for name, arguments in (
+        ("read_file", {"path": "loop"}),
+        ("write_file", {"path": "loop", "content": "x"}),
+        ("edit_file", {"path": "loop", "old_str": "a", "new_str": "b"}),
+        ("delete_file", {"path": "loop"}),
+        ("search", {"pattern": "x", "path": "loop"}),
+    ):
+        assert "symlink loop" in _error(await tools.call(name, arguments), repo), name
+    assert "loop" not in (await tools.call("list_files", {})).content
+    directory = await tools.call("edit_file", {"path": "pkg", "old_str": "a", "new_str": "b"})
+    assert "is not a file" in _error(directory, repo)
+    wrong_type = await tools.call("write_file", {"path": "a.py", "content": 42})
+    assert "content must be a string" in _error(wrong_type, repo)
+    unparsable = await tools.call("write_file", {"path": "deep.py", "content": "a." * 200_000 + "b\n"})
+    assert not unparsable.is_error  # written; Python's own limits are a warning, not a crash
+    assert "cannot compile" in unparsable.content
+    listed = await tools.call("list_files", {})
+    assert "logo.png" in listed.content
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr to make a file immutable")
+async def test_a_permission_error_names_the_repository_path(tools: Toolbox, repo: Path) -> None:
+    locked = repo / "src"
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("this filesystem has no immutable attribute")
+    try:
+        outcome = await tools.call("write_file", {"path": "src/new.py", "content": "x = 1\n"})
+        deleted = await tools.call("delete_file", {"path": "src/app.py"})
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    assert _error(outcome, repo) == "write_file failed on 'src/new.py': Operation not permitted"
+    assert _error(deleted, repo) == "delete_file failed on 'src/app.py': Operation not permitted"
+
+
+async def test_a_name_that_is_not_utf8_is_listed_with_escapes(tools: Toolbox, repo: Path) -> None:
+    with open(os.path.join(os.fsencode(repo), b"bad\xff.txt"), "wb") as file:
+        file.write(b"x\n")
+    listed = await tools.call("list_files", {})
+    assert "bad\\xff.txt" in listed.content.splitlines()
+    listed.content.encode("utf-8")  # storable and sendable: no lone surrogates
+
+
+async def test_over_long_arguments_are_refused_unread(tools: Toolbox, repo: Path) -> None:
+    huge = "x" * (MAX_ARGUMENT_CHARS + 1)
+    for name, arguments in (
+        ("write_file", {"path": "big.txt", "content": huge}),
+        ("edit_file", {"path": "README.md", "old_str": "hello", "new_str": huge}),
+        ("search", {"pattern": huge}),
+    ):
+        outcome = await tools.call(name, arguments)
+        assert outcome.is_error
+        assert f"over the limit of {MAX_ARGUMENT_CHARS:,}" in outcome.content
+        assert len(outcome.content) < 300
+    assert not (repo / "big.txt").exists()
+    assert (repo / "README.md").read_text() == "hello\nworld\n"
+
+
+async def test_search_matches_line_by_line_whatever_the_line_endings(tools: Toolbox, repo: Path) -> None:
+    (repo / "crlf.txt").write_bytes(b"first\r\nsecond line\r\nthird\rfourth\n")
+    assert (await tools.call("search", {"pattern": "line$"})).content == "crlf.txt:2: second line"
+    assert (await tools.call("search", {"pattern": r"\Afourth"})).content == "crlf.txt:4: fourth"
+    assert (
+        await tools.call("search", {"pattern": "^third$", "glob": "*.txt"})
+    ).content == "crlf.txt:3: third"
+    assert (await tools.call("search", {"pattern": r"first\s+second"})).content == "no matches"
+
+
+async def test_a_failed_test_run_is_an_error_without_host_paths(repo: Path) -> None:
+    async def crashing() -> TestResult:
+        raise RuntimeError(f"cannot read {repo}/src/app.py\x00 nor /var/lib/runs/x")
+
+    outcome = await Toolbox(repo, crashing).call("run_tests", {})
+    assert outcome.is_error
+    assert outcome.content == "run_tests failed: RuntimeError: cannot read src/app.py\\x00 nor <path>"

@@ -21,11 +21,12 @@ from service_feature.executor.sandbox.userns import Identity, UserNamespaceError
 class FakeBwrap(BwrapSandbox):
     error: str | None = None
 
-    def __init__(self, *, network: bool = False, identity: Identity | None = None) -> None:
+    def __init__(self, *, network: bool = False, identity: Identity | None = None, **options: Any) -> None:
         super().__init__(
             network=network,
             cgroup_support=CgroupSupport(memory=None, pids=None, kill_parent=None),
             identity=identity,
+            **options,
         )
 
     @staticmethod
@@ -127,7 +128,7 @@ def test_degraded_bwrap_is_logged_as_a_warning(machine: type[object]) -> None:
 
     degraded = [log for log in logs if log["event"] == "sandbox.degraded"]
     assert degraded[0]["log_level"] == "warning"
-    assert degraded[0]["degraded"] == ["memory", "pids", "cgroup.kill"]
+    assert degraded[0]["degraded"][:3] == ["memory", "pids", "cgroup.kill"]
 
 
 def test_sandbox_runs_as_the_configured_host_uid(machine: type[object]) -> None:
@@ -167,3 +168,52 @@ def test_without_an_unprivileged_identity_bwrap_is_unavailable_with_the_way_out(
     assert error is not None
     assert "uid 4242 could not create a user namespace" in error
     assert "SANDBOX_HOST_UID=0" in error
+
+
+def test_disk_quota_setting_reaches_the_limits() -> None:
+    with capture_logs() as logs:
+        assert factory.limits_from_settings(settings(SANDBOX_DISK_QUOTA_MB=300)).disk_mb == 300
+        assert factory.limits_from_settings(settings()).disk_mb == 1024
+        assert not logs
+        factory.limits_from_settings(settings(SANDBOX_DISK_QUOTA_MB=512, SANDBOX_MEMORY_LIMIT_MB=256))
+
+    assert [log["event"] for log in logs] == ["sandbox.disk_quota_above_memory_limit"]
+
+
+def test_setup_network_settings_reach_the_sandbox(
+    machine: type[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without pasta, SANDBOX_SETUP_NETWORK_FALLBACK picks "refuse" (the default) or "host", both logged."""
+    monkeypatch.setattr(bwrap_module.netns, "pasta_path", lambda: None)
+    monkeypatch.setattr(bwrap_module, "_warned", set())
+
+    with capture_logs() as logs:
+        refused = factory.create_sandbox(settings(), network=True)
+        factory.create_sandbox(settings(), network=True)  # a second setup sandbox: not logged again
+        shared = factory.create_sandbox(settings(SANDBOX_SETUP_NETWORK_FALLBACK="host"), network=True)
+
+    assert isinstance(refused, FakeBwrap)
+    assert isinstance(shared, FakeBwrap)
+    assert (refused.egress, shared.egress) == ("refused", "host")
+    assert "setup-network-refused" in refused.describe()["degraded"]
+    assert "setup-network-host" in shared.describe()["degraded"]
+    warnings = [log for log in logs if log["event"] == "sandbox.setup_network_degraded"]
+    assert [log["fallback"] for log in warnings] == ["refuse", "host"]
+
+
+def test_setup_network_uses_pasta_and_the_allow_list_when_present(
+    machine: type[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bwrap_module.netns, "pasta_path", lambda: "/usr/bin/pasta")
+
+    sandbox = factory.create_sandbox(
+        settings(SANDBOX_SETUP_ALLOWED_HOSTS=" pypi.org, *.pythonhosted.org ,"), network=True
+    )
+    tests_sandbox = factory.create_sandbox(settings())
+
+    assert isinstance(sandbox, FakeBwrap)
+    assert sandbox.egress == "proxy"
+    assert sandbox.with_readonly([]).egress == "proxy"
+    assert sandbox._allowed_hosts == ("pypi.org", "*.pythonhosted.org")
+    assert isinstance(tests_sandbox, FakeBwrap)
+    assert tests_sandbox.egress == "none"

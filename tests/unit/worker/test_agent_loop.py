@@ -1,3 +1,6 @@
+import hashlib
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -5,6 +8,7 @@ import pytest
 
 from service_feature.llm import anthropic
 from service_feature.llm.base import (
+    AssistantMessage,
     Message,
     ModelTurn,
     ProviderError,
@@ -17,6 +21,7 @@ from service_feature.llm.base import (
 from service_feature.llm.scripted import Script, ScriptedProvider, load_script
 from service_feature.models import Language, Specification, TestResult
 from service_feature.worker.agent import (
+    STORED_CHARS,
     SYSTEM_PROMPT,
     AgentError,
     Budget,
@@ -350,3 +355,56 @@ def test_the_commit_message_carries_the_review() -> None:
     assert "- [low] policy.outside-targets README.md:3: a file outside target_files changed\n" in message
     assert "- [info] semgrep.missing: not run\n" in message
     assert message.endswith("Execution-Id: msg1\n")
+
+
+# -- hostile models: huge arguments, tools that fail unexpectedly (issue 12, items 3 and 4) -------------
+
+
+async def test_a_huge_argument_is_stored_bounded_and_not_resent(tmp_path: Path) -> None:
+    huge = "HEAD" + "x = 1\n" * 1_000_000 + "TAIL"  # 6 MB, over what write_file accepts
+    provider = UsageProvider(
+        _answer(ToolCall("c1", "write_file", {"path": "big.py", "content": huge})), _answer(_finish(2))
+    )
+    entries, record = _record()
+    await run_agent(provider, Toolbox(tmp_path, _passing), "task", max_turns=5, record=record)
+    assert not (tmp_path / "big.py").exists()
+    digest = hashlib.sha256(huge.encode()).hexdigest()
+    model, tool = entries[0][1], entries[1][1]
+    for stored in (model["tool_calls"][0]["arguments"]["content"], tool["arguments"]["content"]):
+        assert len(stored) <= STORED_CHARS + 200
+        assert stored.startswith("HEAD")
+        assert stored.endswith("TAIL")
+        assert f"{len(huge):,} characters, {len(huge):,} bytes, sha256 {digest}" in stored
+    assert tool["is_error"]
+    assert "over the limit" in tool["result"]
+    assert len(json.dumps(entries)) < 3 * STORED_CHARS
+    resent = provider.sent[1][1][1]  # the history of the next turn: the model's refused call, cut
+    assert isinstance(resent, AssistantMessage)
+    assert len(resent.tool_calls[0].arguments["content"]) < 5_000
+    assert digest in resent.tool_calls[0].arguments["content"]
+
+
+async def test_unexpected_tool_failures_come_back_to_the_model(tmp_path: Path) -> None:
+    (tmp_path / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff" * 500)
+    (tmp_path / "notes.txt").write_text("notes\n")
+    os.symlink("loop", tmp_path / "loop")
+    provider = UsageProvider(
+        _answer(ToolCall("c1", "edit_file", {"path": "logo.png", "old_str": "PNG", "new_str": "GIF"})),
+        _answer(ToolCall("c2", "write_file", {"path": "notes.txt/a.py", "content": "x = 1\n"})),
+        _answer(
+            ToolCall("c3", "read_file", {"path": "loop"}), ToolCall("c4", "search", {"pattern": "(a)\\1"})
+        ),
+        _answer(ToolCall("c5", "list_files", {"path": "."})),
+        _answer(_finish(6)),
+    )
+    entries, record = _record()
+    result = await run_agent(provider, Toolbox(tmp_path, _passing), "task", max_turns=10, record=record)
+    assert result.summary == "done"
+    errors = [content["result"] for kind, content in entries if kind == "tool" and content["is_error"]]
+    assert len(errors) == 4
+    assert "not UTF-8 text" in errors[0]
+    assert "'notes.txt' is a file" in errors[1]
+    assert "symlink loop" in errors[2]
+    assert "RE2" in errors[3]
+    assert str(tmp_path) not in json.dumps(entries)
+    assert "\\u0000" not in json.dumps(errors)

@@ -174,3 +174,13 @@ def test_a_timed_out_run_and_a_run_without_tests() -> None:
     assert timed_out == f"tests timed out after 2 attempt(s): `{PYTEST}`"
     nothing = never_passed_reason(_result(exit_code=0), 1)
     assert nothing == f"no test passed after 1 attempt(s): `{PYTEST}` ran none"
+
+
+def test_a_run_past_the_disk_quota_says_so() -> None:
+    marker = "the disk quota of 16 MB (workspace, /tmp and /dev/shm together) was exceeded"
+    result = _result(
+        exit_code=1, failed=1, disk_quota_exceeded=True, output_tail=f"OSError: [Errno 28]\n{marker}"
+    )
+    reason = never_passed_reason(result, 3)
+    assert reason.startswith(f"tests exceeded the disk quota after 3 attempt(s): `{PYTEST}`\n")
+    assert reason.endswith(marker)

@@ -1,8 +1,10 @@
+import hashlib
 from pathlib import Path
 
 import pytest
 
-from service_feature.llm.redact import MARKER, redact, redact_value
+from service_feature.llm import redact as redact_module
+from service_feature.llm.redact import MARKER, redact, redact_excerpt, redact_value
 
 PACKAGE = Path(__file__).resolve().parents[3] / "src" / "service_feature"
 
@@ -109,3 +111,62 @@ def test_redact_value_walks_transcript_entries() -> None:
         "n": 3,
     }
     assert redact_value([OPENAI, None, 1.5]) == [f"{MARKER}openai-key]", None, 1.5]
+
+
+# -- bounded storage (issue 12, item 3) -----------------------------------------------------------------
+
+
+def test_a_long_string_is_stored_as_head_tail_size_and_digest() -> None:
+    text = "HEAD-" + "x" * 1_000_000 + "é" + "-TAIL"
+    stored = redact_excerpt(text, 1000)
+    assert stored.startswith("HEAD-")
+    assert stored.endswith("-TAIL")
+    assert len(stored) < 1000 + 200
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    assert f"{len(text):,} characters, {len(text.encode()):,} bytes, sha256 {digest}" in stored
+    assert redact_excerpt("short", 1000) == "short"
+
+
+@pytest.mark.parametrize(
+    "secret", [ANTHROPIC, GITHUB_CLASSIC, f"-----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY}"]
+)
+def test_a_secret_across_a_cut_is_never_stored_in_part(secret: str) -> None:
+    limit = 2000
+    half = limit // 2
+    for before in range(half - len(secret), half + 1, 7):  # the secret straddles the head's cut
+        head_cut = "y\n" * (before // 2) + "z" * (before % 2) + " " + secret + "\n" + "w " * 20_000
+        assert _fragments(secret, redact_excerpt(head_cut, limit)) == [], before
+    for after in range(half - len(secret), half + 1, 7):  # and the tail's
+        tail_cut = "w " * 20_000 + " " + secret + "\n" + "y" * after
+        assert _fragments(secret, redact_excerpt(tail_cut, limit)) == [], after
+
+
+def _fragments(secret: str, stored: str) -> list[str]:
+    """The pieces of `secret` (12 characters or more, its recognisable prefix excluded) in `stored`."""
+    body = secret[12:]
+    return [body[i : i + 12] for i in range(len(body) - 11) if body[i : i + 12] in stored]
+
+
+def test_bounded_redaction_never_runs_the_patterns_over_the_whole_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[int] = []
+    original = redact_module.redact
+
+    def measured(text: str) -> str:
+        seen.append(len(text))
+        return original(text)
+
+    monkeypatch.setattr(redact_module, "redact", measured)
+    huge = f"token = {ANTHROPIC}\n" + "data " * 2_000_000 + f"\npassword = '{ANTHROPIC}'"
+    stored = redact_value({"arguments": {"content": huge, huge: 1}, "result": "ok"}, limit=10_000)
+    assert max(seen) <= 10_000 + 2 * 4096 + 1
+    assert ANTHROPIC not in repr(stored)
+    (key,) = stored["arguments"].keys() - {"content"}
+    assert len(key) < 11_000
+    assert stored["result"] == "ok"
+
+
+def test_lone_surrogates_become_storable() -> None:
+    stored = redact_excerpt("a\ud800b", 100)
+    assert stored.encode("utf-8") == "a\ufffdb".encode()

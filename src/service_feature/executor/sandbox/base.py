@@ -20,6 +20,9 @@ class Limits:
     file_size_mb: int = 512
     tmp_size_mb: int = 256
     output_bytes: int = 1_000_000
+    # One total for everything a test run may write (the workspace, /tmp, /dev/shm); 0 leaves the workspace
+    # on the host's disk, bounded per file only. Its tmpfs pages count against `memory_mb` as well.
+    disk_mb: int = 1024
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class ProcessResult:
     timed_out: bool = False
     cancelled: bool = False
     truncated: bool = False
+    disk_quota_exceeded: bool = False
 
 
 class Sandbox(Protocol):

@@ -12,9 +12,13 @@ What the command sees, and why:
 * **Inside `/etc`**, `shadow`/`gshadow` are replaced by `/dev/null` and `ssh`/`ssl/private` by empty
   read-only tmpfs: nothing a test needs, and a second wall should the sandbox ever run as root
   (`SANDBOX_HOST_UID=0`).
-* **Writable**: `/workspace` (the run's `workdir`, the cwd), and private size-limited tmpfs `/tmp` and
-  `/dev/shm` whose pages are charged to the run's memory cgroup. A dependency-setup sandbox may also be
-  given `writable_paths` (a download cache kept across setups), bound read-write at their host paths.
+* **Writable**: `/workspace` (the run's `workdir`, the cwd), `/tmp` and `/dev/shm`. With a root executor a
+  test run's three share one tmpfs of `Limits.disk_mb` (the disk quota, `quota.py`), whose pages are also
+  charged to the run's memory cgroup; the workspace is copied in and back out, so the host's runs directory
+  never takes more than the quota from one run, and a run that fills it is reported as such. Otherwise
+  (setup, or an executor that is not root) `/workspace` is a bind of `workdir` and `/tmp`, `/dev/shm` are
+  private size-limited tmpfs. A dependency-setup sandbox may also be given `writable_paths` (a download
+  cache kept across setups), bound read-write at their host paths.
 * **Identity**: new PID, network, IPC, UTS and cgroup namespaces in a user namespace where the command is
   uid/gid 65534 and, on the host, the unprivileged `SANDBOX_HOST_UID` (65534 by default) even when the
   executor is root: `userns.py` says how. No capabilities, nested user namespaces disabled,
@@ -27,8 +31,12 @@ What the command sees, and why:
   wrapper before it becomes the host uid and execs bwrap (`preexec_fn` is not thread-safe); CPU time, file
   size and core dumps by `ulimit` in that wrapper; wall clock, output cap and cancel by `run_captured`.
   Every run ends with the cgroup killed and removed, so nothing outlives it, double-forked daemons included.
-* **Network**: none (a fresh network namespace has only a down loopback). `network=True` shares the host's
-  network namespace, for a dependency-setup step that must reach package registries, and keeps the rest.
+* **Network**: none (a fresh network namespace has only its own loopback). `network=True`, for a
+  dependency-setup step that must reach package registries, keeps that namespace and joins it to the host
+  through pasta for one port only, the egress proxy's (`netns.py`, `egress.py`): HTTPS to public addresses,
+  never the host's loopback or a private range. Without pasta, `network_fallback` decides: "refuse" (the
+  default) gives setup no network at all, "host" shares the host's network namespace as the reference
+  design did; both are logged once as degraded.
 """
 
 from __future__ import annotations
@@ -42,11 +50,11 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
-from service_feature.executor.sandbox import cgroups
+from service_feature.executor.sandbox import cgroups, egress, netns, quota
 from service_feature.executor.sandbox.base import Limits, ProcessResult
 from service_feature.executor.sandbox.process import run_captured
 from service_feature.executor.sandbox.seccomp import compiled_filter
@@ -70,8 +78,24 @@ _SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 _MASKED_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-")
 _MASKED_DIRS = ("/etc/ssh", "/etc/ssl/private")
 _PROBE_TIMEOUT_SECONDS = 10
+NO_NETWORK_MARKER = (
+    "\n[service-feature: setup ran without network: {why}; install pasta (Debian package passt), or set "
+    "SANDBOX_SETUP_NETWORK_FALLBACK=host to share the host's network (unsafe)]\n"
+)
+
+Egress = Literal["none", "proxy", "host", "refused"]
+NetworkFallback = Literal["refuse", "host"]
 
 _log = structlog.get_logger()
+_warned: set[str] = set()  # degradations already logged by this process
+
+
+def _warn_once(event: str, **details: Any) -> None:
+    """Log a degradation once per process (every setup builds a sandbox), not once per run."""
+    key = f"{event}:{sorted(details.items())}"
+    if key not in _warned:
+        _warned.add(key)
+        _log.warning(event, **details)
 
 
 def interpreter_prefixes() -> tuple[Path, ...]:
@@ -96,37 +120,67 @@ class BwrapSandbox:
         bwrap: str = "bwrap",
         identity: Identity | None = None,
         writable_paths: Sequence[Path] = (),
+        network_fallback: NetworkFallback = "refuse",
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
-        """`identity` defaults to `identity_for(DEFAULT_HOST_UID)`, which may raise UserNamespaceError."""
+        """`identity` defaults to `identity_for(DEFAULT_HOST_UID)`, which may raise UserNamespaceError.
+        `allowed_hosts` (patterns) narrows what setup's proxy lets through; empty allows any public host."""
         self.network = network
         self._bwrap = shutil.which(bwrap) or bwrap
         self._readonly = tuple(readonly_paths) if readonly_paths is not None else interpreter_prefixes()
         self._writable = tuple(writable_paths)
         self._cgroups = cgroup_support if cgroup_support is not None else cgroups.probe()
         self._identity = identity if identity is not None else identity_for(DEFAULT_HOST_UID)
+        self._fallback: NetworkFallback = network_fallback
+        self._allowed_hosts = tuple(allowed_hosts)
+        self.egress = self._choose_egress()
         self._system = tuple(self._system_args())
 
     def with_readonly(self, paths: Sequence[Path]) -> BwrapSandbox:
         """This sandbox plus `paths` read-only (binds are fixed at construction; nothing is probed)."""
-        return BwrapSandbox(
-            network=self.network,
-            readonly_paths=(*self._readonly, *paths),
-            cgroup_support=self._cgroups,
-            bwrap=self._bwrap,
-            identity=self._identity,
-            writable_paths=self._writable,
-        )
+        return self._extended(readonly=paths)
 
     def with_writable(self, paths: Sequence[Path]) -> BwrapSandbox:
         """This sandbox plus `paths` (existing directories) writable: for setup's download cache only."""
+        return self._extended(writable=paths)
+
+    def _extended(self, *, readonly: Sequence[Path] = (), writable: Sequence[Path] = ()) -> BwrapSandbox:
         return BwrapSandbox(
             network=self.network,
-            readonly_paths=self._readonly,
+            readonly_paths=(*self._readonly, *readonly),
             cgroup_support=self._cgroups,
             bwrap=self._bwrap,
             identity=self._identity,
-            writable_paths=(*self._writable, *paths),
+            writable_paths=(*self._writable, *writable),
+            network_fallback=self._fallback,
+            allowed_hosts=self._allowed_hosts,
         )
+
+    def _choose_egress(self) -> Egress:
+        """How a networked sandbox reaches out: through pasta and the proxy, or the logged fallback."""
+        if not self.network:
+            return "none"
+        if netns.pasta_path() is not None:
+            return "proxy"
+        consequence = (
+            "setup shares the HOST's network: repository code run by setup can reach the host's loopback "
+            "services and private network"
+            if self._fallback == "host"
+            else "setup runs WITHOUT network: dependencies that need a download fail to install"
+        )
+        _warn_once(
+            "sandbox.setup_network_degraded",
+            missing="pasta (Debian package passt)",
+            fallback=self._fallback,
+            consequence=consequence,
+        )
+        return "host" if self._fallback == "host" else "refused"
+
+    @property
+    def disk_quota(self) -> bool:
+        """Whether test runs get the tmpfs quota: it needs a root executor, and setup keeps the host disk
+        (environments can be gigabytes; they are cached, and bounded by time and file size)."""
+        return not self.network and os.geteuid() == 0
 
     @staticmethod
     def probe_error(bwrap: str = "bwrap", host_uid: int = DEFAULT_HOST_UID) -> str | None:
@@ -165,9 +219,19 @@ class BwrapSandbox:
             "host_uid": self._identity.host_uid,
             "readonly_paths": [str(p) for p in self._readonly],
             "writable_paths": [str(p) for p in self._writable],
+            "egress": self.egress,
+            "disk_quota": self.disk_quota,
             "limits": self._cgroups.describe(),
-            "degraded": [*self._cgroups.missing, *(["host-root"] if self._identity.privileged else [])],
+            "degraded": self._degraded(),
         }
+
+    def _degraded(self) -> list[str]:
+        degraded = [*self._cgroups.missing, *(["host-root"] if self._identity.privileged else [])]
+        if self.egress in ("host", "refused"):
+            degraded.append(f"setup-network-{self.egress}")
+        if not self.network and not self.disk_quota:
+            degraded.append("disk-quota")
+        return degraded
 
     async def run(
         self,
@@ -178,67 +242,141 @@ class BwrapSandbox:
         limits: Limits,
         cancel: asyncio.Event | None = None,
     ) -> ProcessResult:
-        options = self._options(workdir, {**_DEFAULT_ENV, **env}, limits)
+        proxy_port = egress.shared_proxy(self._allowed_hosts).port if self.egress == "proxy" else None
+        variables = {**_DEFAULT_ENV, **env}
+        if proxy_port is not None:
+            variables |= netns.proxy_environment(proxy_port)
         await asyncio.to_thread(self._identity.lend, workdir)
         for path in self._writable:
             self._identity.lend_directory(path)
         run_cgroup = self._cgroups.create(limits)
         fds: list[int] = []
+        scratch: quota.Scratch | None = None
         try:
+            if self.disk_quota and limits.disk_mb > 0:
+                scratch = quota.make_scratch()
+            options = self._options(workdir, variables, limits, scratch=scratch)
             fds.append(_memfd("sf-bwrap-args", b"".join(arg.encode() + b"\0" for arg in options)))
             fds.append(_memfd("sf-seccomp", compiled_filter()))
-            wrapper = self._wrapper(run_cgroup, limits, args_fd=fds[0], seccomp_fd=fds[1])
+            # pasta's log is not passed down: the wrapper opens it through this process's /proc entry.
+            log_fd = _memfd(netns.NETWORK_LOG_FD_NAME, b"") if proxy_port is not None else None
+            fds += [log_fd] if log_fd is not None else []
+            wrapper = self._wrapper(
+                run_cgroup,
+                limits,
+                fds=fds[:2],
+                scratch=scratch,
+                workdir=workdir,
+                network=(proxy_port, log_fd),
+            )
             result = await run_captured(
                 [*wrapper, *argv],
                 cwd=Path("/"),
                 env=_LAUNCH_ENV,
                 limits=limits,
                 cancel=cancel,
-                pass_fds=[*fds, *_passed(self._identity)],
+                pass_fds=[*fds[:2], *_passed(self._identity)],
             )
+            quota_hit = scratch is not None and quota.exceeded(scratch, result.output)
+            network_failure = netns.failure(log_fd) if log_fd is not None else None
         finally:
             for fd in fds:
                 os.close(fd)
             oom_killed = await asyncio.to_thread(run_cgroup.destroy)
+            if scratch is not None:
+                await asyncio.to_thread(quota.remove_scratch, scratch)
+        return self._reported(
+            result, limits, oom_killed=oom_killed, quota_hit=quota_hit, network_failure=network_failure
+        )
+
+    def _reported(
+        self,
+        result: ProcessResult,
+        limits: Limits,
+        *,
+        oom_killed: bool,
+        quota_hit: bool,
+        network_failure: str | None,
+    ) -> ProcessResult:
+        """The result with the limits it ran into said in its output (and flagged, for the disk quota)."""
         if oom_killed:
             _log.info("sandbox.memory_limit_reached", memory_mb=limits.memory_mb)
             result = dataclasses.replace(result, output=result.output + MEMORY_LIMIT_MARKER)
+        if quota_hit:
+            marker = quota.QUOTA_MARKER.format(mb=limits.disk_mb)
+            result = dataclasses.replace(result, output=result.output + marker, disk_quota_exceeded=True)
+        why = network_failure or ("pasta is not installed" if self.egress == "refused" else None)
+        if why is not None and result.exit_code != 0:
+            result = dataclasses.replace(result, output=result.output + NO_NETWORK_MARKER.format(why=why))
         return result
 
     def _wrapper(
-        self, run_cgroup: cgroups.RunCgroup, limits: Limits, *, args_fd: int, seccomp_fd: int
+        self,
+        run_cgroup: cgroups.RunCgroup,
+        limits: Limits,
+        *,
+        fds: Sequence[int],
+        scratch: quota.Scratch | None,
+        workdir: Path,
+        network: tuple[int | None, int | None],
     ) -> list[str]:
-        """`sh -c` that joins the cgroups, sets rlimits (hard too), becomes the host uid and execs bwrap; the
-        command follows."""
+        """`sh -c` that joins the cgroups, sets rlimits (hard too), becomes the host uid and execs bwrap (in
+        the quota's mount namespace or pasta's network namespace when there is one); the command follows.
+        `fds`: bwrap's arguments and seccomp filter; `network`: the proxy's port and pasta's log, if any."""
+        args_fd, seccomp_fd = fds
+        proxy_port, network_log_fd = network
         bwrap = shlex.join([*self._identity.launch_prefix(), self._bwrap])
+        run_bwrap = f"{bwrap} --args {args_fd} --seccomp {seccomp_fd} --"
         steps = [f"echo $$ > {shlex.quote(str(procs))}" for procs in run_cgroup.procs_files]
         steps += [
             "ulimit -c 0",
             f"ulimit -t {limits.cpu_seconds}",
             f"ulimit -f {limits.file_size_mb * 2048}",  # 512-byte blocks, as POSIX specifies for sh
-            f'exec {bwrap} --args {args_fd} --seccomp {seccomp_fd} -- "$@"',
         ]
+        if proxy_port is not None and network_log_fd is not None:
+            pasta = netns.pasta_command(netns.pasta_path() or "pasta", proxy_port, as_root=os.geteuid() == 0)
+            log = Path("/proc", str(os.getpid()), "fd", str(network_log_fd))
+            steps.append(f'exec {pasta} {run_bwrap} "$@" {netns.redirections(log)}')
+        elif scratch is None:
+            steps.append(f'exec {run_bwrap} "$@"')
+        else:
+            steps.append(
+                quota.wrapped(
+                    run_bwrap,
+                    scratch=scratch,
+                    identity=self._identity,
+                    disk_mb=limits.disk_mb,
+                    workdir=workdir,
+                )
+            )
         return ["/bin/sh", "-c", " && ".join(steps), "sf-sandbox"]
 
-    def _options(self, workdir: Path, env: Mapping[str, str], limits: Limits) -> list[str]:
-        options = _namespace_options(self._identity, network=self.network)
+    def _options(
+        self,
+        workdir: Path,
+        env: Mapping[str, str],
+        limits: Limits,
+        *,
+        scratch: quota.Scratch | None = None,
+    ) -> list[str]:
+        # With the proxy, bwrap joins pasta's namespace; only "refused" (or no network) makes a bare one.
+        options = _namespace_options(self._identity, network=self.egress in ("host", "proxy"))
         options += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
         options += ["--uid", str(SANDBOX_ID), "--gid", str(SANDBOX_ID), "--hostname", "sandbox"]
         tmp_bytes = str(limits.tmp_size_mb * 1024 * 1024)
         # The private /tmp first, so that read-only binds of paths under the host's /tmp (a virtualenv or a
         # dependency cache there) land on top of it instead of being hidden by it; /dev/shm after /dev.
-        options += ["--size", tmp_bytes, "--tmpfs", SANDBOX_TMP, *self._system]
-        options += ["--size", tmp_bytes, "--tmpfs", "/dev/shm"]  # noqa: S108 - a fresh tmpfs, private to this sandbox
+        if scratch is None:
+            options += ["--size", tmp_bytes, "--tmpfs", SANDBOX_TMP, *self._system]
+            options += ["--size", tmp_bytes, "--tmpfs", "/dev/shm"]  # noqa: S108 - a fresh tmpfs, private to this sandbox
+            workspace = str(workdir.resolve(strict=True))
+        else:  # the quota's tmpfs, which exists only in the wrapper's mount namespace
+            options += ["--bind", str(scratch.tmp), SANDBOX_TMP, *self._system]
+            options += ["--bind", str(scratch.shm), "/dev/shm"]  # noqa: S108 - on the run's own tmpfs
+            workspace = str(scratch.workspace)
         for path in self._writable:
             options += ["--bind", str(path.resolve(strict=True)), str(path)]
-        options += [
-            "--bind",
-            str(workdir.resolve(strict=True)),
-            WORKSPACE,
-            "--chdir",
-            WORKSPACE,
-            "--clearenv",
-        ]
+        options += ["--bind", workspace, WORKSPACE, "--chdir", WORKSPACE, "--clearenv"]
         for key, value in env.items():
             options += ["--setenv", key, value]
         return [*options, "--remount-ro", "/"]
@@ -260,7 +398,7 @@ class BwrapSandbox:
             if Path(masked).is_dir():
                 yield from ("--perms", "0555", "--tmpfs", masked, "--remount-ro", masked)
         resolver = Path("/etc/resolv.conf").resolve()  # often a link into /run, which is not there
-        extra = (resolver,) if self.network and resolver.is_file() else ()
+        extra = (resolver,) if self.egress == "host" and resolver.is_file() else ()
         for path in (*self._readonly, *extra):
             if path.exists() and not any(path.is_relative_to(Path("/", name)) for name in _SYSTEM_DIRS):
                 yield from ("--ro-bind", str(path), str(path))

@@ -29,10 +29,21 @@ class SandboxUnavailableError(RuntimeError):
 
 
 def limits_from_settings(settings: ExecutorSettings) -> Limits:
+    """The run limits; warns when the disk quota cannot be reached (its tmpfs pages are memory too, so a run
+    filling it would be killed by the memory limit first and reported as such)."""
+    quota, memory = settings.sandbox_disk_quota_mb, settings.sandbox_memory_limit_mb
+    if quota >= memory:
+        _log.warning(
+            "sandbox.disk_quota_above_memory_limit",
+            disk_quota_mb=quota,
+            memory_limit_mb=memory,
+            consequence="a run filling its disk is killed by the memory limit, not told its disk is full",
+        )
     return Limits(
         wall_seconds=settings.test_timeout_seconds,
         memory_mb=settings.sandbox_memory_limit_mb,
         output_bytes=settings.test_output_limit_bytes,
+        disk_mb=settings.sandbox_disk_quota_mb,
     )
 
 
@@ -57,7 +68,13 @@ def create_sandbox(settings: ExecutorSettings, *, network: bool = False) -> Sand
             raise SandboxUnavailableError(
                 f"SANDBOX_TYPE=bwrap but bubblewrap does not work here: {bwrap_error}"
             )
-        return _logged(BwrapSandbox(network=network, identity=identity_for(host_uid)))
+        sandbox = BwrapSandbox(
+            network=network,
+            identity=identity_for(host_uid),
+            network_fallback=settings.sandbox_setup_network_fallback,
+            allowed_hosts=settings.setup_allowed_hosts,
+        )
+        return _logged(sandbox)
     docker_error = DockerSandbox.probe_error()
     if docker_error is None:
         image = os.environ.get(DOCKER_IMAGE_VARIABLE, DEFAULT_IMAGE)
