@@ -25,8 +25,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from service_feature.diffs import parse_diff
 from service_feature.models import Decision
-from service_feature.reviewer.diff import parse_diff
 from service_feature.reviewer.review import ReviewInput, ReviewPolicy, review
 from tests.support.review_corpus import Case, Checkouts, build, case_names, materialise, run_result
 

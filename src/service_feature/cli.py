@@ -52,12 +52,16 @@ PortOption = Annotated[
 
 def _run_platform(services: tuple[str, ...], port: int | None, migrate: bool) -> None:
     from service_feature.runtime import Platform  # imported here: client commands stay light
+    from service_feature.telemetry import exporting_traces
 
     settings = CommonSettings()
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(
-        Platform(services=services, port=port, migrate=migrate, settings=settings).run_until_signalled()
-    )
+    # one service's process reports as that service; `up` runs all four as one
+    service_name = services[0] if len(services) == 1 else "service-feature"
+    with exporting_traces(service_name, os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
+        asyncio.run(
+            Platform(services=services, port=port, migrate=migrate, settings=settings).run_until_signalled()
+        )
 
 
 @app.command()

@@ -130,6 +130,7 @@ class WorkerSettings(LLMSettings):
     max_tokens_per_feature: int = Field(2_000_000, alias="MAX_TOKENS_PER_FEATURE", ge=1)
     max_cost_usd_per_feature: float = Field(5.0, alias="MAX_COST_USD_PER_FEATURE", gt=0)
     repo_map_tokens: int = Field(2_000, alias="REPO_MAP_TOKENS", ge=0)
+    repo_instructions_tokens: int = Field(2_000, alias="SF_REPO_INSTRUCTIONS_TOKENS", ge=0)
     tool_timeout_seconds: float = Field(600.0, alias="SF_TOOL_TIMEOUT_SECONDS", gt=0)
     git_author_name: str = Field("Service Feature", alias="SF_GIT_AUTHOR_NAME")
     git_author_email: str = Field("service-feature@localhost", alias="SF_GIT_AUTHOR_EMAIL")

@@ -112,7 +112,7 @@ def _subcommand(args: Sequence[str]) -> str:
     for arg in args:
         if takes_value:
             takes_value = False
-        elif arg in ("--git-dir", "-C"):
+        elif arg in ("--git-dir", "-C", "-c"):
             takes_value = True
         elif not arg.startswith("-"):
             return arg
@@ -485,10 +485,22 @@ class Git:
         )
 
     async def diff(self, worktree: Path, base: str) -> str:
-        """Everything changed since `base`, new files included, as a binary-safe unified diff."""
+        """Everything changed since `base`, new files included, as a binary-safe unified diff. The prefixes
+        and name quoting are fixed, so no configuration can change how the diff names files: `git apply`
+        and the patch checks (`diffs.py`) read the same paths."""
         await self.run("add", "--all", cwd=worktree)
         return await self.run(
-            "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", base, cwd=worktree
+            "-c",
+            "core.quotePath=true",
+            "diff",
+            "--cached",
+            "--binary",
+            "--no-color",
+            "--no-ext-diff",
+            "--src-prefix=a/",
+            "--dst-prefix=b/",
+            base,
+            cwd=worktree,
         )
 
     async def symlinks(self, worktree: Path, commit: str) -> list[str]:

@@ -1,33 +1,57 @@
 """OpenTelemetry tracing: one trace follows a feature across services.
 
 The trace context travels in each event's envelope (`Envelope.trace`, W3C `traceparent`) and in the NATS
-message headers. Spans are exported by OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (Jaeger accepts
-it); otherwise the API's no-op tracer costs next to nothing.
+message headers. Each service process exports its spans by OTLP/HTTP when the command line is given an
+endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`, which Jaeger accepts); otherwise the API's no-op tracer costs
+next to nothing.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Span
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 tracer = trace.get_tracer("service_feature")
+# OTLP/HTTP appends this to a base endpoint such as OTEL_EXPORTER_OTLP_ENDPOINT names
+TRACES_PATH = "/v1/traces"
 
 
-def configure_tracing(service_name: str) -> None:
-    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        return
+def configure_tracing(service_name: str, endpoint: str | None) -> TracerProvider | None:
+    """Export this process's spans, as `service_name`, to the OTLP/HTTP collector at `endpoint` (a base
+    URL such as `http://jaeger:4318`); nothing when `endpoint` is empty. Returns the provider to shut
+    down, which sends the spans still batched."""
+    if not endpoint:
+        return None
+    # imported here: the SDK and exporter load only in a process that exports
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    exporter = OTLPSpanExporter(endpoint=endpoint.rstrip("/") + TRACES_PATH)
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    return provider
+
+
+@contextmanager
+def exporting_traces(service_name: str, endpoint: str | None) -> Iterator[None]:
+    """`configure_tracing` for the duration of the block, then flush: the spans of a process's last
+    seconds (its shutdown, a feature delivered just before) would otherwise die in the batch queue."""
+    provider = configure_tracing(service_name, endpoint)
+    try:
+        yield
+    finally:
+        if provider is not None:
+            provider.shutdown()
 
 
 def current_carrier() -> dict[str, str]:

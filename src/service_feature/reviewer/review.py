@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from service_feature.diffs import DiffError, parse_diff
 from service_feature.models import (
     Decision,
     Finding,
@@ -19,7 +20,6 @@ from service_feature.models import (
     Specification,
     TestResult,
 )
-from service_feature.reviewer.diff import DiffError, parse_diff
 from service_feature.reviewer.scanners import architecture, bandit_scan, secrets, semgrep_scan, tests_scan
 from service_feature.reviewer.scanners import policy as policy_scan  # `policy` is review()'s parameter
 from service_feature.reviewer.scoring import decide

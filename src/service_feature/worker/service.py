@@ -64,12 +64,14 @@ from service_feature.store.outbox import OutboxRelay
 from service_feature.store.steps import Step, Steps, at, request_of
 from service_feature.store.tables import Feature, Patch, Review, TranscriptEntry
 from service_feature.worker.agent import AgentError, AgentResult, Budget, Recorder, run_agent, task_message
+from service_feature.worker.instructions import Instructions, read_instructions
 from service_feature.worker.reasons import never_passed_reason, preparation_summary, untestable_reason
 from service_feature.worker.repomap import build_repo_map
 from service_feature.worker.tools import Toolbox, describe_tests
 
 log = structlog.get_logger(__name__)
 
+_CHARS_PER_TOKEN = 4  # about, for English and code: what a token budget allows of a file's text
 _CHECKOUT_FROM = frozenset({FeatureStatus.queued, FeatureStatus.checking_out})
 
 
@@ -183,11 +185,12 @@ class WorkerService:
             return  # a redelivery of a step already done, or the feature ended meanwhile
         request, base_commit = loaded.request, loaded.base_commit
         log.info("worker.generate", execution_id=step.execution_id, attempt=attempt)
-        worktree = await self._prepare_worktree(request, base_commit, loaded.previous)
+        workspace = await self._prepare_workspace(request, base_commit, loaded.previous)
+        worktree = workspace.worktree
         transcript: list[tuple[str, dict[str, Any]]] = []
         keep_transcript = self._transcript_keeper(attempt, transcript)
         try:
-            result = await self._run_agent(step.event, loaded, worktree, transcript)
+            result = await self._run_agent(step.event, loaded, workspace, transcript)
         except (AgentError, ProviderError) as error:
             await self._give_up(step, str(error), keep_transcript)
             return
@@ -220,32 +223,34 @@ class WorkerService:
         previous = await patch_for(session, feature.execution_id, feature.attempts)
         return _Attempt(request_of(feature), feature.base_commit, budget, previous, feature.agent_turns)
 
-    async def _prepare_worktree(
+    async def _prepare_workspace(
         self, request: FeatureRequest, base_commit: str, previous: Patch | None
-    ) -> Path:
-        """A fresh worktree of the base commit, with the previous attempt's patch applied."""
+    ) -> _Workspace:
+        """A fresh worktree of the base commit, its map and instructions; then the last attempt's patch."""
         with STAGE_DURATION.labels("checkout").time(), _sorted("checkout"):
             mirror = await self._git.mirror(request.repository_url, commit=base_commit)
             worktree = await self._git.worktree(
                 mirror, self._worktree_path(request.execution_id), base_commit
             )
+        # Read from the base commit, before the previous attempt's patch is applied: the same text on every
+        # attempt, so the cached prompt prefix survives retries (and a patch cannot rewrite its own rules).
+        targets = request.specification.target_files
+        repo_map = await asyncio.to_thread(build_repo_map, worktree, targets, self._settings.repo_map_tokens)
+        instructions = await asyncio.to_thread(
+            read_instructions, worktree, targets, self._settings.repo_instructions_tokens * _CHARS_PER_TOKEN
+        )
         if previous is not None:
             await self._git.apply(worktree, previous.diff)
-        return worktree
+        return _Workspace(worktree, repo_map, instructions)
 
     async def _run_agent(
         self,
         event: AttemptRequested,
         attempt: _Attempt,
-        worktree: Path,
+        workspace: _Workspace,
         transcript: list[tuple[str, dict[str, Any]]],
     ) -> AgentResult:
-        request = attempt.request
-        # The map of the base commit, before the previous attempt's patch is applied: the same text on
-        # every attempt, so the cached prompt prefix survives retries.
-        repo_map = await asyncio.to_thread(
-            build_repo_map, worktree, request.specification.target_files, self._settings.repo_map_tokens
-        )
+        request, worktree = attempt.request, workspace.worktree
         provider = self._provider(request.execution_id, attempt.start_turn)
         toolbox = Toolbox(worktree, lambda: self._run_tests_now(request, attempt.base_commit, worktree))
         with STAGE_DURATION.labels("agent").time():
@@ -255,7 +260,8 @@ class WorkerService:
                 task_message(request.specification, event.feedback),
                 max_turns=self._settings.max_agent_turns,
                 record=_recorder(transcript, provider.name),
-                repo_map=repo_map,
+                repo_map=workspace.repo_map,
+                instructions=workspace.instructions,
                 budget=attempt.budget,
             )
 
@@ -393,6 +399,15 @@ class _Attempt:
     budget: Budget
     previous: Patch | None
     start_turn: int
+
+
+@dataclass(frozen=True)
+class _Workspace:
+    """The attempt's worktree, and what the model is told about the base commit's repository."""
+
+    worktree: Path
+    repo_map: str
+    instructions: Instructions
 
 
 async def _load_delivery(

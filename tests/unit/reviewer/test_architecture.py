@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from service_feature.diffs import parse_diff
 from service_feature.models import Finding, Severity
-from service_feature.reviewer.diff import parse_diff
 from service_feature.reviewer.scanners import architecture
 from tests.support.review_corpus import Files, MakePatch
 

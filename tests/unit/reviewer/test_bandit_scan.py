@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from service_feature.diffs import parse_diff
 from service_feature.models import Finding, FindingCategory, Severity
-from service_feature.reviewer.diff import parse_diff
 from service_feature.reviewer.scanners import bandit_scan
 from tests.support.review_corpus import Files, MakePatch
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from service_feature.diffs import parse_diff
 from service_feature.models import Finding, Severity
-from service_feature.reviewer.diff import parse_diff
 from service_feature.reviewer.scanners import secrets
 from service_feature.reviewer.scanners.context import PathKind, path_kind, public_reason
 from tests.support.review_corpus import Files, MakePatch

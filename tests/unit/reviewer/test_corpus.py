@@ -20,12 +20,16 @@ def test_the_corpus_covers_the_issue() -> None:
         assert sum(name.startswith(prefix) for name in CASES) >= 3, prefix
 
 
-def test_about_a_third_is_held_out_and_nearly_half_is_clean() -> None:
+def test_a_third_to_a_half_is_held_out_and_nearly_half_is_clean() -> None:
     raw = {name: yaml.safe_load((CORPUS_DIR / f"{name}.yml").read_text(encoding="utf-8")) for name in CASES}
     held_out = [name for name, case in raw.items() if case.get("held_out")]
     clean = [name for name, case in raw.items() if case["expected"]["decision"] == "approve"]
+    # Two batches written blind: the first (62 cases) has been read since; `heldout2-` had not been when
+    # it was measured (docs/review.md).
+    blind = [name for name in held_out if name.startswith("heldout2-")]
 
-    assert 0.3 <= len(held_out) / len(CASES) <= 0.4
+    assert 0.3 <= len(held_out) / len(CASES) <= 0.5
+    assert len(blind) >= 40
     assert 0.4 <= len(clean) / len(CASES) <= 0.5
     assert all(raw[name].get("source") for name in held_out)  # each says where its shape comes from
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from service_feature.reviewer.diff import DiffError, DiffLine, FileStatus, parse_diff
+from service_feature.diffs import DiffError, DiffLine, FileStatus, parse_diff
 from tests.support.review_corpus import Files, MakePatch
 
 

@@ -5,8 +5,8 @@ import os
 import pytest
 import yaml
 
+from service_feature.diffs import parse_diff
 from service_feature.models import FindingCategory, Severity
-from service_feature.reviewer.diff import parse_diff
 from service_feature.reviewer.scanners import semgrep_scan
 from tests.support.review_corpus import MakePatch
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from service_feature.diffs import FileChange, parse_diff
 from service_feature.models import Language, Severity, Specification, TestResult
-from service_feature.reviewer.diff import FileChange, parse_diff
 from service_feature.reviewer.scanners import tests_scan
 from tests.support.review_corpus import MakePatch, run_result
 

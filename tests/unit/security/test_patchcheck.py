@@ -124,3 +124,20 @@ def test_binary_sections_are_skipped() -> None:
         "literal 3\nKcmZ?wbN~PV00030\n\nliteral 0\nHcmV?d00001\n\n" + _new_file("../evil")
     )
     assert check_patch_paths(diff) == ["../evil: path leaves the repository ('..')"]
+
+
+def test_names_with_b_slash_are_read_from_the_rename_and_side_lines_not_split_on_the_header() -> None:
+    # `diff --git a/p b/q b/r` splits two ways; the lines below it say which, as git apply reads them
+    rename = "diff --git a/p b/q b/../r\nsimilarity index 100%\nrename from p b/q\nrename to ../r\n"
+    assert check_patch_paths(rename) == ["../r: path leaves the repository ('..')"]
+    modify = (
+        "diff --git a/x b/.git/y b/x b/.git/y\nindex 1..2 100644\n--- a/x b/.git/y\t\n+++ b/x b/.git/y\t\n"
+        "@@ -1 +1 @@\n-a\n+b\n"
+    )
+    assert check_patch_paths(modify) == ["x b/.git/y: path inside .git"]
+
+
+def test_a_patch_whose_names_disagree_is_refused() -> None:
+    diff = "diff --git a/x b/x\nindex 1..2 100644\n--- a/x\n+++ b/.git/config\n@@ -1 +1 @@\n-a\n+b\n"
+    (problem,) = check_patch_paths(diff)
+    assert problem.startswith("the patch cannot be read: inconsistent names")

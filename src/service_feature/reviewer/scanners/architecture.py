@@ -34,8 +34,8 @@ from typing import Any
 
 import yaml
 
+from service_feature.diffs import FileChange
 from service_feature.models import Finding, FindingCategory, Severity
-from service_feature.reviewer.diff import FileChange
 from service_feature.reviewer.scanners.paths import matches, source_changes
 
 CONFIG_FILE = ".service-feature.yml"

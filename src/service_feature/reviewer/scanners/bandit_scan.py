@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from service_feature.diffs import FileChange
 from service_feature.models import Finding, FindingCategory, Severity
-from service_feature.reviewer.diff import FileChange
 from service_feature.reviewer.scanners.paths import is_test_path, source_changes
 
 MAX_FILE_BYTES = 1024 * 1024

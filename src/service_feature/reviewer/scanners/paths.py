@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import PurePosixPath
 
-from service_feature.reviewer.diff import FileChange
+from service_feature.diffs import FileChange
 
 _TEST_DIRS = frozenset({"tests", "test", "__tests__", "spec"})
 _TEST_NAMES = (

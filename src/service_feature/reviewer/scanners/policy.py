@@ -20,8 +20,8 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from service_feature.diffs import FileChange, FileStatus
 from service_feature.models import Finding, FindingCategory, Severity
-from service_feature.reviewer.diff import FileChange, FileStatus
 from service_feature.reviewer.scanners.paths import is_test_path, matches
 from service_feature.reviewer.scanners.tests_scan import defined_tests
 

@@ -35,8 +35,8 @@ from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_cla
 from detect_secrets.filters import heuristic
 from detect_secrets.plugins.base import BasePlugin
 
+from service_feature.diffs import DiffLine, FileChange
 from service_feature.models import Finding, FindingCategory, Severity
-from service_feature.reviewer.diff import DiffLine, FileChange
 from service_feature.reviewer.scanners import gitleaks
 from service_feature.reviewer.scanners.context import PathKind, path_kind, public_reason
 from service_feature.reviewer.scanners.paths import is_test_path

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from service_feature.diffs import FileChange
 from service_feature.models import Finding, FindingCategory, Severity
-from service_feature.reviewer.diff import FileChange
 from service_feature.reviewer.scanners.paths import source_changes
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules" / "semgrep"

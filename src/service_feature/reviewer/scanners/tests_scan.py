@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 
+from service_feature.diffs import FileChange
 from service_feature.models import Finding, FindingCategory, Severity, Specification, TestOutcome, TestResult
-from service_feature.reviewer.diff import FileChange
 from service_feature.reviewer.scanners.paths import is_test_path
 
 FAILING = "tests.failing"
