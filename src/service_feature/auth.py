@@ -10,7 +10,8 @@ Stable API, for any router that needs a caller's identity:
 
 (or `APIRouter(dependencies=[Depends(auth.require(Role.admin))])` for a whole router). Give the dependency
 as a default value, as here: an `Annotated[...]` alias defined inside a function is invisible to FastAPI
-in a module with `from __future__ import annotations`.
+in a module with `from __future__ import annotations`. Module-level routers that find the database at
+request time (the gateway's) use `bearer`, `authenticate` and `check_role` directly.
 
 `auth.require(*roles)` is a FastAPI dependency: 401 with `WWW-Authenticate: Bearer` without a valid
 `Authorization: Bearer <key>`, 403 when the key's role is none of `roles`. `Role.admin` satisfies every
@@ -98,44 +99,57 @@ async def issue_key(database: Database, *, name: str, role: Role, secret: str | 
 
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
+# One scheme for every router: the OpenAPI schema names it (HTTPBearer) and documents it once.
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sf_…`")
+
+
+async def authenticate(
+    request: Request, database: Database, credentials: HTTPAuthorizationCredentials | None
+) -> Principal:
+    """The caller's Principal, read once per request (cached on it); 401 without a valid key."""
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    if credentials is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an API key is required", _UNAUTHORIZED)
+    digest = hash_key(credentials.credentials)
+    async with database.transaction() as session:
+        row = await active_key_by_hash(session, digest)
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", _UNAUTHORIZED)
+    principal = Principal(key_id=row.id, name=row.name, role=Role(row.role))
+    request.state.principal = principal
+    return principal
+
+
+def check_role(principal: Principal, *roles: Role) -> Principal:
+    """The principal when its role is one of `roles` (admin always is); 403 otherwise."""
+    if not principal.has(*roles):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"this needs the role {' or '.join(roles)}; the key has {principal.role}",
+        )
+    return principal
+
 
 class Authenticator:
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sf_…`")
 
     async def authenticate(
         self, request: Request, credentials: HTTPAuthorizationCredentials | None
     ) -> Principal:
-        cached = getattr(request.state, "principal", None)
-        if isinstance(cached, Principal):
-            return cached
-        if credentials is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an API key is required", _UNAUTHORIZED)
-        digest = hash_key(credentials.credentials)
-        async with self.database.transaction() as session:
-            row = await active_key_by_hash(session, digest)
-        if row is None or not hmac.compare_digest(row.key_hash, digest):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", _UNAUTHORIZED)
-        principal = Principal(key_id=row.id, name=row.name, role=Role(row.role))
-        request.state.principal = principal
-        return principal
+        return await authenticate(request, self.database, credentials)
 
     def require(self, *roles: Role) -> Callable[..., Awaitable[Principal]]:
         """A dependency returning the caller's Principal; 401 without a valid key, 403 for another role."""
-        bearer = Depends(self._bearer)
+        scheme = Depends(bearer)
 
         async def dependency(
             request: Request,
-            credentials: HTTPAuthorizationCredentials | None = bearer,
+            credentials: HTTPAuthorizationCredentials | None = scheme,
         ) -> Principal:
-            principal = await self.authenticate(request, credentials)
-            if not principal.has(*roles):
-                raise HTTPException(
-                    status.HTTP_403_FORBIDDEN,
-                    f"this needs the role {' or '.join(roles)}; the key has {principal.role}",
-                )
-            return principal
+            return check_role(await self.authenticate(request, credentials), *roles)
 
         return dependency
 

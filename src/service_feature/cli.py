@@ -68,6 +68,8 @@ def _run_platform(services: tuple[str, ...], port: int | None, migrate: bool) ->
 def up(port: PortOption = None) -> None:
     """Run all four services in this process (embedded default: private NATS and SQLite unless configured)."""
     os.environ.setdefault("ALLOW_LOCAL_REPOSITORIES", "true")
+    # Local repositories are allowed here: listen on loopback unless told otherwise (SERVER_ADDRESS).
+    os.environ.setdefault("SERVER_ADDRESS", "127.0.0.1:8080")
     _run_platform(("gateway", "worker", "reviewer", "executor"), port, migrate=True)
 
 

@@ -133,7 +133,6 @@ class Platform:
                 reviewer_settings, database, bus, relay, self._git(reviewer_settings, "reviewer"), switch
             )
             started.append(reviewer)
-            routers.append(reviewer.router(auth))
         if "executor" in self.services:
             executor = ExecutorSettings()
             runner = TestRunner(
@@ -150,7 +149,7 @@ class Platform:
             started.append(self.executor)
             routers.append(_protected(self.executor.router(), auth, Role.reader))
         if "gateway" in self.services:
-            routers.append(feature_router(GatewaySettings(), database, relay))
+            routers.append(feature_router(GatewaySettings(), database, relay, bus=bus, switch=switch))
             await bootstrap_admin_key(
                 database, settings.admin_key_file, generate=set(self.services) == set(SERVICES)
             )

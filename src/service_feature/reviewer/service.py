@@ -17,10 +17,8 @@ import uuid
 from typing import Any
 
 import structlog
-from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service_feature.auth import Authenticator
 from service_feature.bus.base import Bus
 from service_feature.config import ReviewerSettings
 from service_feature.events import ReviewRequested
@@ -33,7 +31,6 @@ from service_feature.llm.gated import GatedProvider
 from service_feature.llm.pricing import cost_usd
 from service_feature.metrics import STAGE_DURATION, count_llm_usage
 from service_feature.models import Decision, FeatureRequest, ReviewResult, Specification, TestResult
-from service_feature.reviewer.killswitch_routes import killswitch_router
 from service_feature.reviewer.model_review import (
     MAX_DIFF_CHARS,
     ModelReview,
@@ -94,9 +91,6 @@ class ReviewerService:
             concurrency=2,
             gate=self._switch.wait_released,
         )
-
-    def router(self, auth: Authenticator) -> APIRouter:
-        return killswitch_router(self._database, self._bus, self._switch, auth)
 
     async def _model_review(self, execution_id: str, spec: Specification, diff: str) -> ModelReview | None:
         """The model's review of the diff; None when no real provider is configured."""

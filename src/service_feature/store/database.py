@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from service_feature.metrics import FEATURE_TRANSITIONS
 
 
+def restrict_sqlite_file(url: str) -> None:
+    """Create the SQLite file owner-only (0600), like the admin key: it holds every request, transcript
+    and key hash. SQLite gives its -wal and -shm files the database file's mode; an existing file is
+    narrowed too (an older release created it 0644)."""
+    name = make_url(url).database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    if not path.parent.is_dir():
+        return  # SQLite's own error says so, as before
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    status = path.stat()
+    if status.st_mode & 0o077 and status.st_uid == os.getuid():  # another user's file is not ours to change
+        path.chmod(0o600)
+
+
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
+        restrict_sqlite_file(url)
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")

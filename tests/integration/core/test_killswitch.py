@@ -5,10 +5,17 @@ import shutil
 import time
 from pathlib import Path
 
+import httpx
+
+from service_feature.auth import Role, issue_key
 from service_feature.bus.embedded import EmbeddedNatsServer
 from service_feature.bus.nats import NatsBus
+from service_feature.config import GatewaySettings
+from service_feature.gateway.routes import feature_router
+from service_feature.http import create_app
 from service_feature.killswitch import KillSwitch, audit_log, change_switch, recorded_state
 from service_feature.store import Database, upgrade
+from service_feature.store.outbox import OutboxRelay
 
 
 async def _database(tmp_path: Path) -> Database:
@@ -99,4 +106,57 @@ async def test_a_new_deployment_mirrors_the_recorded_state(
     assert switch.state.reason == "left on"
     await switch.stop()
     await fresh.close()
+    await database.close()
+
+
+async def test_the_gateway_serves_the_switch_to_admins_and_every_replica_follows(
+    tmp_path: Path, nats_server: EmbeddedNatsServer
+) -> None:
+    """The gateway alone (no reviewer in its process) engages and releases the switch; a replica on
+    another bus connection follows; readers read it; only admins change it."""
+    database = await _database(tmp_path)
+    bus = await NatsBus.connect(nats_server.url, name="gateway")
+    other_bus = await NatsBus.connect(nats_server.url, name="worker")
+    switch, replica = KillSwitch(database, bus), KillSwitch(database, other_bus)
+    await switch.start()
+    await replica.start()
+    router = feature_router(GatewaySettings(), database, OutboxRelay(database, bus), bus=bus, switch=switch)
+    app = create_app("gateway", {}, [router])
+    keys = {role: (await issue_key(database, name=role.value, role=role)).secret for role in Role}
+
+    def client(role: Role) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://gateway",
+            headers={"Authorization": f"Bearer {keys[role]}"},
+        )
+
+    async with (
+        client(Role.admin) as admin,
+        client(Role.reader) as reader,
+        client(Role.submitter) as submitter,
+    ):
+        assert (await reader.post("/api/v1/killswitch/engage", json={"reason": "no"})).status_code == 403
+        assert (await submitter.get("/api/v1/killswitch/status")).status_code == 403
+        invalid = await admin.post(
+            "/api/v1/killswitch/engage",
+            content=b'{"reason": "\\ud800"}',
+            headers={"content-type": "application/json"},
+        )
+        assert invalid.status_code == 422
+        engaged = await admin.post("/api/v1/killswitch/engage", json={"reason": "incident"})
+        assert engaged.status_code == 200
+        assert (await reader.get("/api/v1/killswitch/status")).json()["engaged"] is True
+        async with asyncio.timeout(10):
+            while not replica.engaged:
+                await asyncio.sleep(0.05)
+        assert replica.state.reason == "incident"
+        assert (await admin.post("/api/v1/killswitch/release", json={"reason": "fixed"})).status_code == 200
+        await asyncio.wait_for(replica.wait_released(), 10)
+        audit = (await reader.get("/api/v1/killswitch/audit")).json()
+        assert [(entry["engaged"], entry["actor"]) for entry in audit] == [(False, "admin"), (True, "admin")]
+    for each in (switch, replica):
+        await each.stop()
+    for connection in (bus, other_bus):
+        await connection.close()
     await database.close()
