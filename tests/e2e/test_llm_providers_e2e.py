@@ -2,6 +2,7 @@
 speaking the provider's wire format (the official SDK over real HTTP), on a real git origin, to a delivered
 branch. The same server answers the agent and the reviewer's model review, told apart by the tool offered."""
 
+import shutil
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from service_feature.demo import create_origin
 from service_feature.llm.base import Usage
 from service_feature.llm.pricing import cost_usd
 from service_feature.reviewer.model_review import TOOL_NAME
@@ -24,7 +26,15 @@ from tests.support.llm_servers import (
     validate_anthropic_request,
     validate_openai_request,
 )
-from tests.support.platform import FINAL, GREETING, GREETING_TEST, feature_request, running_platform, wait_for
+from tests.support.platform import (
+    EXAMPLES,
+    FINAL,
+    GREETING,
+    GREETING_TEST,
+    feature_request,
+    running_platform,
+    wait_for,
+)
 
 CALCULATOR_IN_MAP = "src/demo_app/calculator.py\n  def add(left: int, right: int) -> int"
 CALLS = [
@@ -217,3 +227,31 @@ async def test_a_high_finding_of_the_model_review_holds_the_feature_for_a_person
     assert review["reasons"][0] == f"risk score {review['risk_score']} exceeds MAX_RISK_SCORE=50"
     [review_request] = review_requests
     assert "+def greet(name: str) -> str:" in str(review_request.body["messages"])
+
+
+HEADER_RULE = "Start every new Python file with the line `# Part of demo-app.`"
+
+
+@pytest.mark.parametrize("wire", [ANTHROPIC, OPENAI], ids=lambda wire: wire.kind)
+async def test_the_repositorys_agents_file_reaches_the_models_first_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripts: Path, wire: Wire
+) -> None:
+    template = tmp_path / "template"
+    shutil.copytree(EXAMPLES / "demo-repo", template)
+    (template / "AGENTS.md").write_text(f"# Working on demo-app\n\n{HEADER_RULE}\n")
+    origin = create_origin(template, tmp_path / "with-agents")
+    answers = AgentAndReviewer(wire, NO_FINDINGS)
+    with wire.server(answers.responses()) as server:
+        env = _env(wire, server, server.api_key)
+        async with running_platform(tmp_path, monkeypatch, scripts, **env) as api:
+            await api.post("/api/v1/features", json=feature_request(origin, "agents1"))
+            feature = await wait_for(api, "agents1", FINAL)
+            transcript = (await api.get("/api/v1/features/agents1/transcript")).json()["entries"]
+        first = server.requests[0]
+
+    assert feature["status"] == "delivered", feature["failure_reason"]
+    system = wire.system(first.body)
+    assert f"<repository_instructions>\n--- AGENTS.md ---\n# Working on demo-app\n\n{HEADER_RULE}" in system
+    assert system.index("<repository_instructions>\n") < system.index("<repository_map>\n")
+    [listed] = [entry["content"] for entry in transcript if entry["kind"] == "instructions"]
+    assert listed == {"files": ["AGENTS.md"], "truncated": []}
