@@ -1,4 +1,5 @@
-"""Outlines of Go, JavaScript/TypeScript and Rust files for the repository map, through tree-sitter.
+"""Go, JavaScript/TypeScript and Rust through tree-sitter: outlines for the repository map, and the syntax
+errors of a file the agent just wrote (`syntax_errors`), so it hears of them before a test run does.
 
 One line per top-level declaration, in the form the Python map uses: a function as its signature (its text up
 to the body), a type with the names of its members (`export class Client extends Base: get, make`,
@@ -64,6 +65,28 @@ def outline(suffix: str, source: bytes) -> list[str]:
     else:
         walk = _javascript
     return [line for node in root.named_children for line in walk(node)]
+
+
+def syntax_errors(suffix: str, source: bytes, limit: int = 3) -> list[str]:
+    """Where the file does not parse, at most `limit` places: `line N: unexpected 'text'` for what the
+    parser had to skip, `line N: missing 'x'` for what it had to assume."""
+    problems: list[str] = []
+    stack = [_parser(suffix).parse(source).root_node]
+    while stack and len(problems) < limit:
+        node = stack.pop()
+        if not node.has_error:
+            continue
+        line = node.start_point[0] + 1
+        if node.is_missing:
+            problems.append(f"line {line}: missing {node.type!r}")
+        elif node.type == "ERROR":
+            text = (node.text or b"").decode(errors="replace").strip().splitlines()
+            problems.append(
+                f"line {line}: unexpected {text[0][:60]!r}" if text else f"line {line}: syntax error"
+            )
+            continue  # what is inside the skipped text says nothing more
+        stack.extend(reversed(node.children))
+    return problems
 
 
 def _parser(suffix: str) -> Parser:

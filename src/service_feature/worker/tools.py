@@ -33,6 +33,7 @@ import structlog
 
 from service_feature.llm.base import ToolSpec
 from service_feature.models import TestResult
+from service_feature.worker import outline
 
 _MAX_LISTED = 2000
 _MAX_MATCHES = 200
@@ -432,7 +433,11 @@ def _edit_mismatch(path: str, text: str, old_str: str, count: int) -> str:
 
 
 def _syntax_note(target: Path, content: str) -> str:
-    """Report a Python syntax error at once, so the model fixes it before running the tests."""
+    """Report a syntax error at once, so the model fixes it before running the tests: Python's compiler for
+    Python, tree-sitter for Go, JavaScript/TypeScript and Rust."""
+    if target.suffix in outline.SUFFIXES:
+        problems = outline.syntax_errors(target.suffix, content.encode(errors="replace"))
+        return "".join(f"\nwarning: syntax error at {problem}" for problem in problems)
     if target.suffix != ".py":
         return ""
     try:

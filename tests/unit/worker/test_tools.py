@@ -82,6 +82,37 @@ async def test_python_syntax_errors_are_reported_at_once(tools: Toolbox) -> None
     assert "syntax error at line 1" in outcome.content
 
 
+@pytest.mark.parametrize(
+    ("path", "broken", "fixed", "where"),
+    [
+        (
+            "main.go",
+            'package main\n\nfunc main() {\n\tprintln("x"\n}\n',
+            "package main\n\nfunc main() {}\n",
+            "line 4",
+        ),
+        (
+            "src/a.ts",
+            "export function f(a: number {\n  return a\n}\n",
+            "export const f = (a: number) => a\n",
+            "line 1",
+        ),
+        ("src/lib.rs", 'fn main() {\n    let x = 1\n    println!("{}", x);\n}\n', "fn main() {}\n", "line 2"),
+        ("app.jsx", "const a = ;\n", "export const A = () => <div>hi</div>;\n", "line 1"),
+    ],
+)
+async def test_syntax_errors_in_go_typescript_rust_and_javascript_are_reported_at_once(
+    tools: Toolbox, path: str, broken: str, fixed: str, where: str
+) -> None:
+    outcome = await tools.call("write_file", {"path": path, "content": broken})
+    assert not outcome.is_error
+    assert f"warning: syntax error at {where}: " in outcome.content
+    clean = await tools.call("write_file", {"path": path, "content": fixed})
+    assert "warning" not in clean.content
+    edited = await tools.call("edit_file", {"path": path, "old_str": fixed, "new_str": broken})
+    assert f"warning: syntax error at {where}: " in edited.content
+
+
 async def test_search_with_glob(tools: Toolbox) -> None:
     outcome = await tools.call("search", {"pattern": r"def \w+", "glob": "*.py"})
     assert outcome.content.splitlines() == ["src/app.py:1: def one():", "src/app.py:5: def two():"]
