@@ -46,7 +46,9 @@ ARG SEMGREP_VERSION=1.185.0
 RUN UV_TOOL_DIR=/opt/semgrep/tools UV_TOOL_BIN_DIR=/opt/semgrep/bin \
     uv tool install --python /usr/local/bin/python3 "semgrep==${SEMGREP_VERSION}"
 
-# —— runtime: slim Python + git + bubblewrap + the executor's toolchains, non-root ———————————————————————
+# —— runtime: slim Python + git + bubblewrap + passt + the executor's toolchains, non-root ————————————————
+# passt provides `pasta`: a setup run's sandbox gets a network namespace of its own, joined to the host by
+# pasta for one port only, the executor's egress proxy (executor/sandbox/netns.py).
 # Same base image as the builder, so the venv's python symlink (/usr/local/bin/python3) resolves. Every
 # service's image shares these layers, so the toolchains are stored once, not once per service.
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
@@ -55,7 +57,7 @@ ARG EXECUTOR_TOOLCHAINS
 # mirror once it is superseded, breaking the build.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends git bubblewrap ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends git bubblewrap passt ca-certificates \
       ${EXECUTOR_TOOLCHAINS} \
  && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 feature \

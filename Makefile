@@ -1,6 +1,6 @@
 # Service Feature — build and operations.
 # `make demo` and `make test` set everything up on a fresh machine: the virtualenv (uv, from the
-# committed uv.lock) and the system packages the platform uses (git, bubblewrap).
+# committed uv.lock) and the system packages the platform uses (git, bubblewrap, passt).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -37,10 +37,11 @@ $(SCANNERS)/bin/semgrep: | $(UV)
 install: system-deps $(VENV)/.installed $(SCANNERS)/bin/semgrep ## Create the virtualenv, install the project (locked) and semgrep
 
 .PHONY: system-deps
-system-deps: ## Install the system packages the platform needs (git, bubblewrap) where missing
+system-deps: ## Install the system packages the platform needs (git, bubblewrap, passt) where missing
 	@missing=""; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	command -v pasta >/dev/null || missing="$$missing passt"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
@@ -58,6 +59,14 @@ up-embedded: install ## Run all four services in one process (embedded default) 
 ## —— Deployment: shared settings ———————————————————————————————————————————
 # The four services; compose, Procfile, Kubernetes and docs/deployment.md use these names.
 SF_SERVICES := gateway worker reviewer executor
+# What `make up` starts: the four services, the proxy that publishes the gateway's port (nginx, so the
+# gateway scales) and the `feature-nats` NATS toolbox; their dependencies (postgres, nats, the one-shot
+# migrate) come along. SF_INFRA: every other compose service, for restart-<svc> and logs-<svc>.
+SF_UP := $(SF_SERVICES) proxy nats-box
+SF_INFRA := proxy nats-box postgres nats prometheus grafana jaeger redis
+# Compose reads its variables from .env; `make up` creates it and generates SF_ADMIN_KEY when missing.
+SF_ENV_FILE := .env
+ENSURE_ENV := deploy/compose/ensure-env.sh
 SF_IMAGE_PREFIX ?= service-feature
 SF_TAG ?= latest
 # Compose: docker-compose.yml is the standard deployment; COMPOSE_EXTRA adds override files, e.g.
@@ -99,18 +108,32 @@ endef
 # correctly (service_completed_successfully).
 up: ## Start the standard deployment: 4 services + postgres + nats (compose)
 	$(require_docker)
-	$(COMPOSE) up -d --build --wait $(SF_SERVICES)
-	@echo "gateway: $(GATEWAY_URL)  (make health, make logs, make ps)"
+	$(ENSURE_ENV) $(SF_ENV_FILE) .env.example
+	$(COMPOSE) up -d --build --wait $(SF_UP)
+	@echo "gateway: $(GATEWAY_URL)  admin API key: make admin-key  (make health, make logs, make ps)"
 
 .PHONY: up-minimal
 up-minimal: ## Start gateway + worker (worker, reviewer, executor in one process) + postgres + nats
 	$(require_docker)
-	$(COMPOSE) --profile minimal up -d --build --wait gateway worker-minimal
+	$(ENSURE_ENV) $(SF_ENV_FILE) .env.example
+	$(COMPOSE) --profile minimal up -d --build --wait gateway worker-minimal proxy nats-box
+	@echo "gateway: $(GATEWAY_URL)  admin API key: make admin-key"
 
 .PHONY: up-full
 up-full: ## Start standard + Prometheus :9090, Grafana :3000, Jaeger :16686, Redis
 	$(require_docker)
-	$(COMPOSE_FULL) up -d --build --wait $(SF_SERVICES) prometheus grafana jaeger redis
+	$(ENSURE_ENV) $(SF_ENV_FILE) .env.example
+	$(COMPOSE_FULL) up -d --build --wait $(SF_UP) prometheus grafana jaeger redis
+	@echo "gateway: $(GATEWAY_URL)  admin API key: make admin-key"
+
+.PHONY: admin-key
+admin-key: ## Print the admin API key the compose gateway registers (SF_ADMIN_KEY: the shell's, else .env's)
+	@key="$${SF_ADMIN_KEY:-$$(sed -n 's/^SF_ADMIN_KEY=//p' "$(SF_ENV_FILE)" 2>/dev/null | tail -n 1)}"; \
+	if [ -z "$$key" ]; then \
+	  echo "make $@: no SF_ADMIN_KEY in the environment or $(SF_ENV_FILE): 'make up' generates one; or create a key with service-feature apikey create (docs/deployment.md)" >&2; \
+	  exit 1; \
+	fi; \
+	echo "$$key"
 
 .PHONY: down
 down: ## Stop and remove every compose container (all profiles), keep volumes
@@ -128,7 +151,7 @@ restart: ## Restart every compose service
 	$(COMPOSE_ALL) restart
 
 restart-%: ## Restart one compose service: make restart-worker
-	$(call require_service,$*,$(SF_SERVICES) worker-minimal postgres nats prometheus grafana jaeger redis)
+	$(call require_service,$*,$(SF_SERVICES) worker-minimal $(SF_INFRA))
 	$(require_docker)
 	$(COMPOSE_ALL) restart $*
 
@@ -137,6 +160,8 @@ ps: ## Show the compose containers and their health
 	$(require_docker)
 	$(COMPOSE_ALL) ps
 
+# No service of SF_SERVICES publishes a host port (the proxy does, for the gateway), so any count works.
+# After make up-full, add its file: COMPOSE_EXTRA="-f docker-compose.full.yml" make scale-gateway N=3.
 scale-%: ## Scale one compose service: make scale-worker N=5 (gateway, worker, reviewer, executor)
 	$(call require_service,$*,$(SF_SERVICES))
 	$(require_count)
@@ -154,7 +179,7 @@ logs-all: ## Every container's logs since start, with timestamps, infrastructure
 	$(COMPOSE_ALL) logs --timestamps --no-color
 
 logs-%: ## Follow one compose service's logs: make logs-worker
-	$(call require_service,$*,$(SF_SERVICES) worker-minimal migrate postgres nats prometheus grafana jaeger redis)
+	$(call require_service,$*,$(SF_SERVICES) worker-minimal migrate $(SF_INFRA))
 	$(require_docker)
 	$(COMPOSE_ALL) logs -f --tail=200 $*
 

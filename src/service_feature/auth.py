@@ -26,6 +26,7 @@ cheap and free of timing leaks. The first characters (`prefix`) are kept in clea
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -39,9 +40,11 @@ from pathlib import Path
 import structlog
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import IntegrityError
 
 from service_feature.store.apikeys import active_key_by_hash, add_key, key_by_hash, list_keys
 from service_feature.store.database import Database
+from service_feature.store.tables import ApiKey
 
 log = structlog.get_logger(__name__)
 
@@ -157,17 +160,15 @@ class Authenticator:
 # -- the embedded platform's first admin key ----------------------------------------------------------
 
 
-async def bootstrap_admin_key(database: Database, key_file: Path, *, generate: bool) -> None:
-    """Make sure an operator can reach the API: register SF_ADMIN_KEY when set, or (with `generate`, the
-    embedded `up`) create an admin key on first start and print it once. The key in use is written to
-    `key_file` (mode 0600) for local clients (`submit`, `status`, `demo`)."""
-    wanted = os.environ.get("SF_ADMIN_KEY")
+async def bootstrap_admin_key(
+    database: Database, key_file: Path, *, generate: bool, wanted: str | None = None
+) -> None:
+    """Make sure an operator can reach the API: register `wanted` (SF_ADMIN_KEY) when set, or (with
+    `generate`, the embedded `up`) create an admin key on first start and print it once. The key in use is
+    written to `key_file` (mode 0600) for local clients (`submit`, `status`, `demo`)."""
     if wanted:
-        async with database.transaction() as session:
-            known = await key_by_hash(session, hash_key(wanted))
-        if known is None:
-            await issue_key(database, name="admin (SF_ADMIN_KEY)", role=Role.admin, secret=wanted)
-        elif known.revoked_at is not None:
+        known = await _registered(database, wanted)
+        if known is not None and known.revoked_at is not None:
             log.warning("auth.admin_key_revoked", key_id=known.id)
             return
         _write_key_file(key_file, wanted)
@@ -182,6 +183,19 @@ async def bootstrap_admin_key(database: Database, key_file: Path, *, generate: b
         file=sys.stderr,
         flush=True,
     )
+
+
+async def _registered(database: Database, wanted: str) -> ApiKey | None:
+    """The key record of `wanted`, registered now if it is new. Gateways starting together for the first
+    time register it at once: the one that loses the race on the unique hash reads the winner's record."""
+    async with database.transaction() as session:
+        known = await key_by_hash(session, hash_key(wanted))
+    if known is not None:
+        return known
+    with contextlib.suppress(IntegrityError):
+        await issue_key(database, name="admin (SF_ADMIN_KEY)", role=Role.admin, secret=wanted)
+    async with database.transaction() as session:
+        return await key_by_hash(session, hash_key(wanted))
 
 
 async def _has_admin(database: Database) -> bool:

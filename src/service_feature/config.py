@@ -38,6 +38,7 @@ class CommonSettings(BaseSettings):
     repository_allowlist: str = Field("", alias="REPOSITORY_ALLOWLIST")
     max_repository_mb: int | None = Field(None, alias="SF_MAX_REPOSITORY_MB", ge=1)
     git_clone_depth: int | None = Field(None, alias="SF_GIT_CLONE_DEPTH", ge=1)
+    admin_key: SecretStr | None = Field(None, alias="SF_ADMIN_KEY")
 
     @field_validator("data_dir")
     @classmethod

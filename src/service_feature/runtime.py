@@ -150,8 +150,12 @@ class Platform:
             routers.append(_protected(self.executor.router(), auth, Role.reader))
         if "gateway" in self.services:
             routers.append(feature_router(GatewaySettings(), database, relay, bus=bus, switch=switch))
+            admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
             await bootstrap_admin_key(
-                database, settings.admin_key_file, generate=set(self.services) == set(SERVICES)
+                database,
+                settings.admin_key_file,
+                generate=set(self.services) == set(SERVICES),
+                wanted=admin_key,
             )
         self._services = started
         for service in started:

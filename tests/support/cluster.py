@@ -31,7 +31,7 @@ class Replica:
         return f"http://127.0.0.1:{self.port}"
 
     def metrics(self) -> str:
-        return httpx.get(f"{self.url}/metrics", timeout=5).text
+        return httpx.get(f"{self.url}/metrics", timeout=30).text
 
 
 @dataclass
@@ -81,7 +81,7 @@ class Cluster:
         self.replicas[name] = replica
         return replica
 
-    def wait_ready(self, timeout: float = 180) -> None:
+    def wait_ready(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         for replica in self.replicas.values():
             while True:
@@ -101,17 +101,18 @@ class Cluster:
     def kill(self, name: str) -> None:
         replica = self.replicas.pop(name)
         replica.process.send_signal(signal.SIGKILL)
-        replica.process.wait(10)
+        replica.process.wait(60)
 
     def stop(self) -> dict[str, int | None]:
-        """SIGTERM every replica (a graceful drain) and return their exit codes."""
+        """SIGTERM every replica (a graceful drain) and return their exit codes. Each gets up to 90 s: the
+        default SF_SHUTDOWN_GRACE_SECONDS (25) plus closing down on a loaded 2-core machine."""
         for replica in self.replicas.values():
             if replica.process.poll() is None:
                 replica.process.send_signal(signal.SIGTERM)
         codes: dict[str, int | None] = {}
         for name, replica in self.replicas.items():
             try:
-                codes[name] = replica.process.wait(40)
+                codes[name] = replica.process.wait(90)
             except subprocess.TimeoutExpired:
                 replica.process.kill()
                 codes[name] = None

@@ -1,5 +1,6 @@
 """API keys in the database: the command line, the embedded platform's first admin key, what is stored."""
 
+import asyncio
 import stat
 from pathlib import Path
 
@@ -43,10 +44,10 @@ async def test_the_first_start_generates_an_admin_key_once(
 async def test_sf_admin_key_is_registered_once_and_never_generated_beside(
     database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SF_ADMIN_KEY", "sf_operator-chosen-key-0123456789abcdef")
+    chosen = "sf_operator-chosen-key-0123456789abcdef"
     key_file = tmp_path / "admin.key"
     for _ in range(2):
-        await bootstrap_admin_key(database, key_file, generate=True)
+        await bootstrap_admin_key(database, key_file, generate=True, wanted=chosen)
     async with database.transaction() as session:
         keys = await list_keys(session)
     assert len(keys) == 1
@@ -73,3 +74,24 @@ def test_apikey_create_list_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert runner.invoke(app, ["apikey", "revoke", key_id]).exit_code == 0
     assert runner.invoke(app, ["apikey", "revoke", key_id]).exit_code == 1
     assert runner.invoke(app, ["apikey", "create", "--role", "root", "--name", "x"]).exit_code == 2
+
+
+async def test_gateways_starting_together_register_sf_admin_key_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Replicas of the gateway start at once on a fresh database: one registers the key, the others find
+    it, and none fails its start."""
+    chosen = "sf_operator-chosen-key-race-0123456789abcdef"
+    replicas = [Database(database_url) for _ in range(4)]
+    await upgrade(replicas[0].engine)
+    await asyncio.gather(
+        *(
+            bootstrap_admin_key(db, tmp_path / f"admin-{n}.key", generate=False, wanted=chosen)
+            for n, db in enumerate(replicas)
+        )
+    )
+    async with replicas[0].transaction() as session:
+        keys = await list_keys(session)
+    assert [key.role for key in keys] == ["admin"]
+    for db in replicas:
+        await db.close()

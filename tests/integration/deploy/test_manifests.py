@@ -7,7 +7,10 @@ No Docker engine or cluster is needed. What each check uses:
   (`kubernetes-validate` ships them offline); the KEDA ScaledObject structurally (no schema ships);
   `kubectl kustomize` as a cross-check where kubectl exists;
 - Makefile: `make -n <target>` for every target the reference design names;
+- the gateway's proxy: `nginx -t` where nginx is installed, its wiring structurally;
 - env names: everything the deployment files set is documented in docs/configuration.md.
+test_references.py checks paths and variables against the code, test_first_start.py runs the first-start
+commands of docs/deployment.md.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[3]
 SCHEMAS = ROOT / "tests" / "data" / "schemas"
 K8S = ROOT / "deploy" / "kubernetes"
 APP_SERVICES = ("gateway", "worker", "reviewer", "executor")
-SCALED = ("worker", "reviewer", "executor", "worker-minimal")
+SCALED = ("gateway", "worker", "reviewer", "executor", "worker-minimal")
 # The reference design's resource table: memory, CPUs.
 SEED_RESOURCES = {
     "gateway": ("128M", 0.5),
@@ -206,12 +209,124 @@ def test_services_wait_for_migrations_and_healthy_infrastructure() -> None:
             assert condition["condition"] in ("service_healthy", "service_completed_successfully"), name
 
 
-def test_only_the_gateway_publishes_a_host_port_among_the_services() -> None:
+def test_no_scaled_service_has_a_host_port_or_a_fixed_name() -> None:
     services = compose("docker-compose.full.yml")["services"]
     for name in SCALED:
         assert not services[name].get("ports"), f"{name} is scaled: a fixed host port would collide"
         assert "container_name" not in services[name], f"{name} is scaled: container_name would collide"
-    assert any(str(port).endswith(":8080") for port in services["gateway"]["ports"])
+    # The API's published port belongs to the proxy, which forwards to the gateway's container port.
+    assert services["proxy"]["ports"] == ["${GATEWAY_PORT:-8080}:8080"]
+    assert services["proxy"]["depends_on"]["gateway"] == {"condition": "service_healthy"}
+    assert environment(services["gateway"])["SERVER_ADDRESS"] == ":8080"
+
+
+def _nginx_directives(text: str) -> list[list[str]]:
+    """The configuration's directives as word lists (comments dropped; blocks flattened)."""
+    text = re.sub(r"#[^\n]*", "", text)
+    return [statement.split() for statement in re.split(r"[;{}]", text) if statement.split()]
+
+
+def test_the_proxy_spreads_requests_over_every_gateway_replica() -> None:
+    proxy = compose()["services"]["proxy"]
+    mounts = {str(volume).split(":")[1]: str(volume).split(":")[0] for volume in proxy["volumes"]}
+    assert mounts["/etc/nginx/conf.d/default.conf"] == "./deploy/compose/nginx.conf"
+    directives = _nginx_directives((ROOT / "deploy/compose/nginx.conf").read_text())
+    by_name: dict[str, list[list[str]]] = {}
+    for words in directives:
+        by_name.setdefault(words[0], []).append(words[1:])
+    # Docker's embedded DNS, re-asked every few seconds: replicas added later get requests too.
+    (resolver,) = by_name["resolver"]
+    assert resolver[0] == "127.0.0.11"
+    assert any(re.fullmatch(r"valid=\d+s", word) and int(word[6:-1]) <= 10 for word in resolver)
+    # proxy_pass through a variable: resolved per request, not once when nginx starts.
+    (upstream,) = by_name["proxy_pass"]
+    assert upstream[0].startswith("$")
+    assigned = {words[0]: words[1] for words in by_name["set"]}
+    assert assigned[upstream[0]] == "http://gateway:8080"
+    assert by_name["listen"] == [["8080"]]
+    assert "error" in by_name["proxy_next_upstream"][0]
+    # The proxy's healthcheck goes through to a gateway.
+    assert proxy["healthcheck"]["test"][-1] == "http://127.0.0.1:8080/health"
+
+
+def _nginx() -> str | None:
+    return shutil.which("nginx") or next((path for path in ("/usr/sbin/nginx",) if Path(path).exists()), None)
+
+
+def test_nginx_accepts_the_proxy_configuration(tmp_path: Path) -> None:
+    nginx = _nginx()
+    if nginx is None:
+        pytest.skip("nginx is not installed (Debian: nginx-light)")
+    # The image includes the file inside its `http` block; temp paths point at tmp_path so that the test
+    # needs no /var/lib/nginx.
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        "events {}\nhttp {\n"
+        + "".join(
+            f"  {name} {tmp_path / name};\n"
+            for name in (
+                "client_body_temp_path",
+                "proxy_temp_path",
+                "fastcgi_temp_path",
+                "uwsgi_temp_path",
+                "scgi_temp_path",
+            )
+        )
+        + f"  access_log {tmp_path / 'access.log'};\n"
+        + f"  include {ROOT / 'deploy/compose/nginx.conf'};\n}}\n"
+    )
+    done = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(main), "-e", str(tmp_path / "error.log"),
+         "-g", f"pid {tmp_path / 'nginx.pid'};"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "test is successful" in done.stderr
+
+
+def test_the_gateway_registers_the_admin_key_from_env() -> None:
+    services = compose("docker-compose.full.yml")["services"]
+    for name in ("gateway", "worker-minimal"):
+        assert environment(services[name])["SF_ADMIN_KEY"] == "${SF_ADMIN_KEY:-}", name
+    # worker-minimal's `up` registers it too: only after the gateway has, never both at once.
+    assert services["worker-minimal"]["depends_on"]["gateway"] == {"condition": "service_healthy"}
+    (reference,) = [
+        item["valueFrom"]["secretKeyRef"]
+        for item in by_kind("Deployment")["gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]
+        if item["name"] == "SF_ADMIN_KEY"
+    ]
+    assert reference["name"] == "service-feature-secrets"
+    assert reference["optional"] is True  # a Secret made without it still starts the gateway
+    # The placeholder Secret registers no known key.
+    assert by_kind("Secret")["service-feature-secrets"]["stringData"]["SF_ADMIN_KEY"] == ""
+
+
+def test_redis_is_wired_to_every_gateway_replica_in_the_full_stack() -> None:
+    services = compose("docker-compose.full.yml")["services"]
+    gateway = services["gateway"]
+    url = environment(gateway)["REDIS_URL"]
+    host_port = url.removeprefix("redis://").split("/")[0]
+    assert host_port == "redis:6379"
+    assert "redis-server" in services["redis"]["command"]
+    assert gateway["depends_on"]["redis"] == {"condition": "service_healthy"}
+    # Without the full stack there is no Redis and nothing names it.
+    assert "REDIS_URL" not in environment(compose()["services"]["gateway"])
+
+
+def test_the_reference_designs_nats_container_exists() -> None:
+    from service_feature.events import decode
+
+    services = compose()["services"]
+    (name,) = [name for name, service in services.items() if service.get("container_name") == "feature-nats"]
+    box = services[name]
+    assert "profiles" not in box
+    assert environment(box)["NATS_URL"] == "nats://nats:4222"
+    assert "./examples:/examples:ro" in box["volumes"]
+    assert box["depends_on"]["nats"] == {"condition": "service_healthy"}
+    # `nats pub feature.requests "$(cat /examples/simple-feature.json)"`: what the workers then receive.
+    example = ROOT / "examples" / "simple-feature.json"
+    assert decode(example.read_bytes()).payload.type == "feature.requested"
+    assert "docker exec -it feature-nats sh" in (ROOT / "docs" / "deployment.md").read_text()
 
 
 def test_resource_limits_follow_the_reference_table() -> None:
@@ -300,7 +415,7 @@ def test_dockerfile_is_multi_stage_locked_non_root_with_a_healthcheck() -> None:
     assert names[:2] == ["builder", "runtime"]
     assert set(APP_SERVICES) <= set(names)
     assert "uv sync --frozen --no-dev" in text
-    assert re.search(r"apt-get install[^\n]*git[^\n]*bubblewrap", text)
+    assert re.search(r"apt-get install[^\n]*git[^\n]*bubblewrap[^\n]*passt", text)
     assert re.search(r"^USER 10001", text, re.MULTILINE)
     assert 'ENTRYPOINT ["service-feature"]' in text
     assert 'CMD ["gateway"]' in text
@@ -600,7 +715,7 @@ def _all_targets() -> list[str]:
     targets = [*SEED_TARGETS, "scale-local-worker"]
     for pattern in PER_SERVICE_TARGETS:
         targets += [pattern.format(service) for service in APP_SERVICES]
-    targets += ["logs-postgres", "restart-nats"]
+    targets += ["logs-postgres", "restart-nats", "logs-proxy", "restart-nats-box", "admin-key"]
     return targets
 
 
@@ -629,6 +744,27 @@ def test_make_rejects_unknown_services_and_missing_counts(make_help: str) -> Non
     assert "give the replica count" in _make("scale-local-worker", "N=0").stderr
     assert "unknown service 'nope'" in _make("run-nope").stderr
     assert "unknown service 'nope'" in _make("test-nope").stderr
+
+
+def test_compose_up_targets_prepare_env_and_start_the_proxy_and_the_nats_box(make_help: str) -> None:
+    services = compose("docker-compose.full.yml")["services"]
+    for target in ("up", "up-minimal", "up-full"):
+        lines = _make("-n", target).stdout.splitlines()
+        ensure = [line for line in lines if line.startswith("deploy/compose/ensure-env.sh")]
+        compose_up = [line for line in lines if " up -d " in line]
+        assert ensure == ["deploy/compose/ensure-env.sh .env .env.example"], target
+        assert lines.index(ensure[0]) < lines.index(compose_up[0]), target  # .env before compose reads it
+        started = compose_up[0].split("--wait", 1)[1].split()
+        assert {"proxy", "nats-box"} <= set(started), target
+        assert set(started) <= set(services), target
+
+
+def test_system_packages_include_passt_beside_bubblewrap() -> None:
+    """The setup sandbox's network is pasta (Debian package passt): installed where bwrap is."""
+    text = (ROOT / "Makefile").read_text()
+    recipe = text.split("\nsystem-deps:", 1)[1].split("\n\n", 1)[0]
+    assert 'command -v bwrap >/dev/null || missing="$$missing bubblewrap"' in recipe
+    assert 'command -v pasta >/dev/null || missing="$$missing passt"' in recipe
 
 
 def test_default_goal_is_help(make_help: str) -> None:

@@ -18,6 +18,11 @@ from tests.support.platform import feature_request, greeting_turns, write_script
 pytestmark = pytest.mark.xdist_group("cluster")
 
 FEATURES = 30
+# Guards against hanging, not claims about speed (what the test proves is exactly-once delivery):
+# generous enough for a 2-core machine under full load.
+FIRST_DELIVERIES_WITHIN = 300.0
+ALL_DELIVERED_WITHIN = 900.0
+HTTP_TIMEOUT = 30.0
 
 
 def _branches(origin: Path) -> Counter[str]:
@@ -54,26 +59,27 @@ def test_three_workers_one_killed_thirty_features_delivered_exactly_once(
         cluster.wait_ready()
         for service in ("gateway", "reviewer", "executor", "worker-0"):
             replica = cluster.replicas[service]
-            assert httpx.get(f"{replica.url}/health").json() == {
+            assert httpx.get(f"{replica.url}/health", timeout=HTTP_TIMEOUT).json() == {
                 "status": "healthy",
                 "service": replica.service,
             }
-        assert httpx.get(f"{executor.url}/api/v1/executions/active", headers=headers).json()["count"] == 0
+        active = httpx.get(f"{executor.url}/api/v1/executions/active", headers=headers, timeout=HTTP_TIMEOUT)
+        assert active.json()["count"] == 0
 
         ids = [f"scale{number:02}" for number in range(FEATURES)]
-        with httpx.Client(base_url=gateway.url, headers=headers, timeout=10) as api:
+        with httpx.Client(base_url=gateway.url, headers=headers, timeout=HTTP_TIMEOUT) as api:
             for execution_id in ids:
                 assert (
                     api.post("/api/v1/features", json=feature_request(origin, execution_id)).status_code
                     == 202
                 )
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + FIRST_DELIVERIES_WITHIN
             while sum(1 for i in ids if api.get(f"/api/v1/features/{i}").json()["status"] == "delivered") < 5:
                 assert time.monotonic() < deadline, "nothing was delivered"
                 time.sleep(0.2)
             cluster.kill("worker-1")  # mid-run, holding whatever it was working on
 
-            deadline = time.monotonic() + 240
+            deadline = time.monotonic() + ALL_DELIVERED_WITHIN
             features = {}
             for execution_id in ids:
                 while (feature := api.get(f"/api/v1/features/{execution_id}").json())["status"] not in {
