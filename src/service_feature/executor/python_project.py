@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import ast
 import configparser
+import dataclasses
+import posixpath
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -50,6 +53,12 @@ TEST_NAMES = frozenset({"test", "tests", "testing", "unittest", "unittests", "py
 DEV_NAMES = frozenset({"dev", "devel", "develop", "development"})
 _NOT_PURE_BACKENDS = ("maturin", "scikit_build", "mesonpy", "setuptools_rust", "pybind11", "cmake")
 _NOT_PURE_SETUP_PY = ("ext_modules", "Extension(", "cythonize", "cffi_modules", "rust_extensions")
+# pip's per-requirement build options, which uv refuses in a requirements file (it takes `--hash`).
+_REFUSED_OPTION = re.compile(
+    r"\s+--(?:config-settings?|global-option|install-option|build-option)(?:=|\s+)\S+"
+)
+_HASH_OPTION = re.compile(r"\s+--hash(?:=|\s+)\S+")
+_REQUIREMENTS_OPTION = re.compile(r"^(-[rce]|--requirement|--constraint|--editable|--?[\w-]+)(?:=|\s*)(\S*)")
 _CLASSIFIER = re.compile(r"Programming Language :: Python :: (\d+\.\d+)\s*$")
 _TOX_FACTOR = re.compile(r"^[\w.,!{}\-]+\s*:\s+")
 
@@ -63,6 +72,7 @@ class TestDependencies:
     arguments: tuple[str, ...] = ()
     extras: tuple[str, ...] = ()
     source: str = ""
+    notes: tuple[str, ...] = ()  # what was left out of the declaration, and why
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,10 @@ class InstallPlan:
     sources: tuple[str, ...] = ()
     plugins: tuple[str, ...] = ()
     fallback: tuple[str, ...] | None = None
+    notes: tuple[str, ...] = ()
+    # What the project's extras provide, as importable names (the extras' own names and their requirements'
+    # distribution names, `-` as `_`): a test that cannot import one of them needs the extras.
+    extra_modules: frozenset[str] = frozenset()
 
     def project_argument(self) -> tuple[str, ...]:
         if not self.editable:
@@ -120,9 +134,15 @@ class _Project:
 # -- the plan --------------------------------------------------------------------------------------------
 
 
-def install_plan(files: Files) -> InstallPlan:
+def install_plan(files: Files, *, all_extras: bool = False) -> InstallPlan:
+    """The plan; `all_extras`: every extra of the project's besides the test ones (a suite that imports
+    what each extra provides, as tox's `pdm sync -G :all` would install)."""
     project = _Project.read(files)
     tests = find_test_dependencies(files)
+    if all_extras:
+        everything = tuple(dict.fromkeys((*tests.extras, *_extras_table(project))))
+        note = f"every extra installed ({', '.join(everything)}): the base's tests import what they provide"
+        tests = dataclasses.replace(tests, extras=everything, notes=(*tests.notes, note))
     runtime = ("-r", "requirements.txt") if "requirements.txt" in files else ()
     plugins = tuple(required_pytest_plugins(files))
     arguments = ("pytest", *plugins, *tests.arguments, *runtime)
@@ -132,7 +152,22 @@ def install_plan(files: Files) -> InstallPlan:
     extras = tests.extras if editable else ()
     fallback = _fallback(project, arguments, extras) if editable else None
     sources = (tests.source,) if tests.source else ()
-    return InstallPlan(_unique(arguments), editable, extras, sources, plugins, fallback)
+    modules = _extra_modules(project)
+    return InstallPlan(_unique(arguments), editable, extras, sources, plugins, fallback, tests.notes, modules)
+
+
+def _extra_modules(project: _Project) -> frozenset[str]:
+    """The names the extras' modules are likely imported by: the extras' own names, and each requirement's
+    name, its first word and its name without a `py`/`python-` prefix, as distributions are usually
+    named after what they provide (`railroad-diagrams` → `railroad`, `PyYAML` → `yaml`)."""
+    names: set[str] = set()
+    for extra, requirements in _extras_table(project).items():
+        names.add(canonicalize_name(extra).replace("-", "_"))
+        for requirement in _requirement_strings(requirements):
+            name = canonicalize_name(Requirement(requirement).name)
+            unprefixed = re.sub(r"^(python-|py-?)", "", name)
+            names |= {n.replace("-", "_") for n in (name, name.split("-")[0], unprefixed) if n}
+    return frozenset(names)
 
 
 def _fallback(
@@ -271,11 +306,13 @@ def _specifier(value: object) -> SpecifierSet | None:
 def find_test_dependencies(files: Files) -> TestDependencies:
     """The test dependencies from the most trusted source that declares any (see the module docstring)."""
     project = _Project.read(files)
+    notes: tuple[str, ...] = ()  # of sources that came to nothing (their one file was missing)
     for source in _SOURCES:
         found = source(project)
         if found is not None and (found.arguments or found.extras):
-            return found
-    return TestDependencies()
+            return dataclasses.replace(found, notes=(*notes, *found.notes))
+        notes += found.notes if found is not None else ()
+    return TestDependencies(notes=notes)
 
 
 def _pick(names: Iterable[str]) -> list[str]:
@@ -344,9 +381,64 @@ def _from_requirement_files(project: _Project) -> TestDependencies | None:
     for depth in sorted({name.count("/") for name in names}):
         picked = _pick_files([name for name in names if name.count("/") == depth])
         if picked:
-            arguments = tuple(arg for name in picked for arg in ("-r", name))
-            return TestDependencies(arguments, (), ", ".join(picked))
+            arguments: list[str] = []
+            notes: list[str] = []
+            for name in picked:
+                arguments += _requirements_file(name, project.files, notes, frozenset())
+            return TestDependencies(tuple(arguments), (), ", ".join(picked), tuple(notes))
     return None
+
+
+def _requirements_file(name: str, files: Files, notes: list[str], seen: frozenset[str]) -> list[str]:
+    """`-r name`, unless uv would refuse the file (or one it includes): pip's per-requirement build options
+    (`-e . --config-settings=…`, `--install-option`) are not uv's. Then its lines, those options left
+    out (noted), as arguments: requirements, `-c` files, included files the same way; `-e` of the
+    project itself is dropped (the project is installed editable anyway), other option lines too."""
+    if not _refused_by_uv(name, files, seen):
+        return ["-r", name]
+    arguments: list[str] = []
+    for line in _requirement_lines(files.get(name, b"")):
+        stripped = _REFUSED_OPTION.sub("", line).strip()
+        if stripped != line.strip():
+            notes.append(f"{name}: left out what uv does not take, from `{line.strip()}`")
+        option = _REQUIREMENTS_OPTION.match(stripped)
+        if option is None:
+            arguments += _requirement_strings([_HASH_OPTION.sub("", stripped)])
+            continue
+        flag, value = option.group(1), _relative_to(name, option.group(2))
+        if flag in ("-r", "--requirement"):
+            arguments += _requirements_file(value, files, notes, seen | {name})
+        elif flag in ("-c", "--constraint"):
+            arguments += ["-c", value]
+        elif flag in ("-e", "--editable") and option.group(2).rstrip("/") not in (".", ".."):
+            arguments += ["-e", option.group(2)]
+    return arguments
+
+
+def _refused_by_uv(name: str, files: Files, seen: frozenset[str]) -> bool:
+    if name in seen or name not in files:
+        return False
+    for line in _requirement_lines(files[name]):
+        if _REFUSED_OPTION.search(line):
+            return True
+        option = _REQUIREMENTS_OPTION.match(line.strip())
+        included = option.group(2) if option and option.group(1) in ("-r", "--requirement") else None
+        if included and _refused_by_uv(_relative_to(name, included), files, seen | {name}):
+            return True
+    return False
+
+
+def _requirement_lines(content: bytes) -> list[str]:
+    """A requirements file's logical lines: continuations joined, comments and blank lines dropped."""
+    text = content.decode(errors="replace").replace("\\\n", " ")
+    lines = (re.sub(r"(^|\s)#.*", "", line).strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+def _relative_to(requirements_file: str, path: str) -> str:
+    """A path a requirements file names (`-r ci.txt` in `requirements/dev.txt`), from the repository root
+    as pip reads included files: relative to the including file."""
+    return posixpath.normpath(posixpath.join(posixpath.dirname(requirements_file), path))
 
 
 def _is_requirements_file(name: str) -> bool:
@@ -376,7 +468,7 @@ def _from_tox(project: _Project) -> TestDependencies | None:
     for content, source in ((tox_ini, "tox.ini"), (legacy, "pyproject.toml [tool.tox]")):
         if content is not None:
             raw = content if isinstance(content, bytes) else str(content).encode()
-            found = _tox_ini_deps(_ini(raw), source)
+            found = _tox_ini_deps(_ini(raw), source, project.files)
             if found is not None:
                 return found
     toml_tables = [project.table("tool", "tox", "env_run_base"), _toml(project.files.get("tox.toml", b""))]
@@ -384,25 +476,29 @@ def _from_tox(project: _Project) -> TestDependencies | None:
         base = table.get("env_run_base", table) if isinstance(table, dict) else None
         if isinstance(base, dict) and (base.get("deps") or base.get("extras")):
             deps = [str(d) for d in _as_list(base.get("deps"))]
-            return _tox_lines(deps, [str(e) for e in _as_list(base.get("extras"))], "tox env_run_base")
+            extras = [str(e) for e in _as_list(base.get("extras"))]
+            return _tox_lines(deps, extras, "tox env_run_base", project.files)
     return None
 
 
-def _tox_ini_deps(ini: configparser.ConfigParser, source: str) -> TestDependencies | None:
+def _tox_ini_deps(ini: configparser.ConfigParser, source: str, files: Files) -> TestDependencies | None:
     sections = [s for s in ("testenv", "testenv:py", "testenv:test", "testenv:tests") if ini.has_section(s)]
     sections += [s for s in ini.sections() if re.fullmatch(r"testenv:py3\d*", s)]
     for section in sections:
         deps = _cfg_list(ini, section, "deps")
         extras = _cfg_list(ini, section, "extras")
         if deps or extras:
-            return _tox_lines(deps, extras, f"{source} [{section}]")
+            return _tox_lines(deps, extras, f"{source} [{section}]", files)
     return None
 
 
-def _tox_lines(deps: list[str], extras: list[str], source: str) -> TestDependencies:
+def _tox_lines(deps: list[str], extras: list[str], source: str, files: Files) -> TestDependencies:
     """tox `deps`: `{toxinidir}/` made relative (tox.ini is at the root), factor-conditional and other
-    substituted lines skipped (they depend on the environment tox would run), `.[extra]` made extras."""
+    substituted lines skipped (they depend on the environment tox would run), `.[extra]` made extras. A
+    `-r`/`-c` file that would be among the dependency files but is not (an sdist that left it out) is
+    skipped with a note rather than failing setup."""
     arguments: list[str] = []
+    notes: list[str] = []
     extras = [e for e in extras if "{" not in e]
     for line in deps:
         line = line.replace("{toxinidir}/", "").replace("{toxinidir}", ".").strip()
@@ -410,13 +506,26 @@ def _tox_lines(deps: list[str], extras: list[str], source: str) -> TestDependenc
             continue
         option = re.match(r"^(-[rc])\s*(\S+)$", line)
         project_itself = re.match(r"^(?:-e\s*)?\.(?:\[([^\]]*)\])?$", line)
-        if option:
+        if option and _missing_dependency_file(posixpath.normpath(option.group(2)), files):
+            notes.append(f"{source}: `{line}` names a file the repository does not have; skipped")
+        elif option:
             arguments += [option.group(1), option.group(2)]
         elif project_itself:
             extras += [e.strip() for e in (project_itself.group(1) or "").split(",") if e.strip()]
         else:
             arguments += _requirement_strings([line])
-    return TestDependencies(tuple(arguments), tuple(extras), source)
+    return TestDependencies(tuple(arguments), tuple(extras), source, tuple(notes))
+
+
+def _missing_dependency_file(name: str, files: Files) -> bool:
+    """Whether `name` is absent for sure: the files read are all those the patterns match, so a name the
+    patterns match that is not among them is not in the repository (others were not looked for)."""
+    parts = PurePosixPath(name).parts
+    matches = any(
+        len(parts) == len(wanted) and all(fnmatchcase(p, w) for p, w in zip(parts, wanted, strict=True))
+        for wanted in (PurePosixPath(pattern).parts for pattern in DEPENDENCY_PATTERNS)
+    )
+    return matches and name not in files
 
 
 def _from_hatch(project: _Project) -> TestDependencies | None:

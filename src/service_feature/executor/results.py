@@ -11,6 +11,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from service_feature.models import TestCase, TestOutcome
 
@@ -124,7 +125,9 @@ def parse_go_json(output: str) -> Counts | None:
 
 
 _CARGO = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored")
-_CARGO_BINARY = re.compile(r"^\s*(?:Running (?:unittests )?(\S+)|Doc-tests (\S+))", re.MULTILINE)
+_CARGO_BINARY = re.compile(
+    r"^\s*(?:Running (?:unittests )?(\S+)(?: \(([^)]*)\))?|Doc-tests (\S+))", re.MULTILINE
+)
 _CARGO_TEST = re.compile(r"^test (.+?) \.\.\. (ok|FAILED|ignored)", re.MULTILINE)
 _CARGO_STDOUT = re.compile(r"^---- (.+?) stdout ----$", re.MULTILINE)
 _CARGO_OUTCOMES = {"ok": TestOutcome.passed, "FAILED": TestOutcome.failed, "ignored": TestOutcome.skipped}
@@ -133,7 +136,10 @@ _CARGO_OUTCOMES = {"ok": TestOutcome.passed, "FAILED": TestOutcome.failed, "igno
 def parse_cargo(output: str) -> Counts | None:
     """Totals from every `test result:` line; each `test NAME ... ok|FAILED|ignored` line becomes a case,
     named after its test binary's source (`tests/api.rs::it_works`) when cargo printed one, so equal test
-    names in two binaries stay apart. A failure's message is its `---- NAME stdout ----` section."""
+    names in two binaries stay apart. In a workspace two members' binaries can have the same source
+    (`src/lib.rs`): those are told apart by crate (`src/lib.rs (member_a)`), and if that is not enough
+    (`tests/api.rs` in two members) by the binary cargo built, hash included. A
+    failure's message is its `---- NAME stdout ----` section in the same binary's output."""
     results = _CARGO.findall(output)
     if not results:
         return None
@@ -142,17 +148,38 @@ def parse_cargo(output: str) -> Counts | None:
         counts.passed += int(passed)
         counts.failed += int(failed)
         counts.skipped += int(ignored)
-    messages = _cargo_messages(output)
-    binaries = [(m.start(), m.group(1) or f"doc-tests {m.group(2)}") for m in _CARGO_BINARY.finditer(output)]
-    for match in _CARGO_TEST.finditer(output):
-        binary = next((name for start, name in reversed(binaries) if start < match.start()), "")
-        name = match.group(1)
-        outcome = _CARGO_OUTCOMES[match.group(2)]
-        message = messages.get(name, "") if outcome is TestOutcome.failed else ""
-        counts.cases.append(
-            TestCase(name=f"{binary}::{name}" if binary else name, outcome=outcome, message=message)
-        )
+    for binary, segment in _cargo_segments(output):
+        messages = _cargo_messages(segment)
+        for match in _CARGO_TEST.finditer(segment):
+            name = match.group(1)
+            outcome = _CARGO_OUTCOMES[match.group(2)]
+            message = messages.get(name, "") if outcome is TestOutcome.failed else ""
+            counts.cases.append(
+                TestCase(name=f"{binary}::{name}" if binary else name, outcome=outcome, message=message)
+            )
     return counts
+
+
+def _cargo_segments(output: str) -> list[tuple[str, str]]:
+    """The output split per test binary, each with its name ("" for what comes before the first)."""
+    found = list(_CARGO_BINARY.finditer(output))
+    sources = [m.group(1) or f"doc-tests {m.group(3)}" for m in found]
+    binaries = [PurePosixPath(m.group(2) or "").name for m in found]  # `beta-ea50cc990a7965da`
+    # Told apart by the crate (the binary's name without cargo's hash), else by the whole binary name.
+    names = sources
+    for qualifier in ([b.rpartition("-")[0] or b for b in binaries], binaries):
+        if len(set(names)) == len(names):
+            break
+        names = [
+            f"{source} ({extra})" if sources.count(source) > 1 and extra else source
+            for source, extra in zip(sources, qualifier, strict=True)
+        ]
+    starts = [m.start() for m in found]
+    segments = [("", output[: starts[0] if starts else None])]
+    for index, name in enumerate(names):
+        end = starts[index + 1] if index + 1 < len(starts) else None
+        segments.append((name, output[starts[index] : end]))
+    return segments
 
 
 def _cargo_messages(output: str) -> dict[str, str]:

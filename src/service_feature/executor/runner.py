@@ -8,6 +8,9 @@ travels in the request, so any executor replica can run any feature's tests. A r
    `allow_dependency_changes` is set, otherwise its tests run against the base's environment.
 2. **baseline**: the same test command on the base commit, cached per (repository, commit, command,
    environment), so failures already there are reported as pre-existing instead of blamed on the patch.
+   When the base's suite cannot run (or finds no test) and the toolchain's `retry` offers another way to
+   set up or run it (an older pytest, every extra, a wider file pattern), that way's setup and baseline
+   follow, and the last way that set up is the one the patched run uses (`_settled`).
 3. **the patched run**, without network, and its classification against the baseline (`baseline.py`).
 
 What detection gets wrong for one repository, an operator overrides in `.service-feature.yml` at its root
@@ -160,13 +163,14 @@ class TestRunner:
                 patched_files = await self._dependency_files(toolchain, workdir, "")
                 changed = changed_files(base_files, patched_files)
                 try:
-                    base_env = await self._environment(spec, mirror, toolchain, base_files, "")
+                    toolchain, base_env, (baseline, cases) = await self._settled(
+                        spec, mirror, toolchain, base_files
+                    )
                     env = base_env
                     if changed and self._allow_dependency_changes:
                         env = await self._environment(spec, mirror, toolchain, patched_files, spec.diff)
                 except SetupFailed as error:
                     return self._not_run("setup", str(error), dependency_files_changed=changed)
-                baseline, cases = await self._baseline(spec, mirror, toolchain, base_env)
                 argv = test_argv(spec, toolchain, env.home(workspace_path(self._sandbox, workdir)))
                 patched = await self._test(spec, toolchain, env, workdir, "tests")
         counts = patched.counts
@@ -200,11 +204,10 @@ class TestRunner:
             mirror = await self._git.mirror(spec.repository_url, commit=spec.base_commit)
             toolchain, spec, base_files = await self._project(spec, mirror, toolchain)
             try:
-                env = await self._environment(spec, mirror, toolchain, base_files, "")
+                toolchain, env, (baseline, _) = await self._settled(spec, mirror, toolchain, base_files)
             except SetupFailed as error:
                 reason = f"environment: {error}"
                 return self._not_run("setup", reason, untestable=reason[-_TAIL_CHARS:])
-            baseline, _ = await self._baseline(spec, mirror, toolchain, env)
         argv = test_argv(spec, toolchain, None)
         return TestResult(
             command=shlex.join(argv),
@@ -241,6 +244,7 @@ class TestRunner:
         not stall the event loop every service in the process shares."""
         base_files = await self._dependency_files(toolchain, mirror, spec.base_commit)
         configured = await asyncio.to_thread(toolchain.for_project, base_files)
+        configured = configured.for_repository(spec.repository_url)
         return configured, with_overrides(spec, base_files), base_files
 
     def cancel(self, execution_id: str | None = None) -> int:
@@ -270,13 +274,38 @@ class TestRunner:
 
         return await self._environments.environment(toolchain, files, checkout, run)
 
+    async def _settled(
+        self, spec: RunSpec, mirror: Path, toolchain: Toolchain, files: DependencyFiles
+    ) -> tuple[Toolchain, Environment, tuple[dict[str, Any], list[TestCase]]]:
+        """The base commit's environment and baseline, set up and run the toolchain's way, then its `retry`
+        ways in turn as long as the last baseline gets one (the base's suite could not run, or found no
+        test): the last way that set up wins. Each way's environment and baseline are cached, so a patched
+        run settles on the same way again by reading the caches. Raises SetupFailed when the first way's
+        setup fails."""
+        env = await self._environment(spec, mirror, toolchain, files, "")
+        baseline = await self._baseline(spec, mirror, toolchain, env)
+        while (retry := toolchain.retry(baseline[0])) is not None:
+            try:
+                retry_env = await self._environment(spec, mirror, retry, files, "")
+            except SetupFailed:
+                break  # this way cannot even be set up (the project pins against it): keep the last
+            toolchain, env = retry, retry_env
+            baseline = await self._baseline(spec, mirror, toolchain, env)
+        return toolchain, env, baseline
+
     async def _baseline(
         self, spec: RunSpec, mirror: Path, toolchain: Toolchain, env: Environment
     ) -> tuple[dict[str, Any], list[TestCase]]:
         """The base commit's results: its summary and every named test, cached per commit and command."""
         key = hashlib.sha256(
             "\0".join(
-                [spec.repository_url, spec.base_commit, spec.test_command or "", env.key, toolchain.version]
+                [
+                    spec.repository_url,
+                    spec.base_commit,
+                    shlex.join(test_argv(spec, toolchain, None)),  # a `retry` way may run it differently
+                    env.key,
+                    toolchain.version,
+                ]
             ).encode()
         ).hexdigest()
         async with file_lock(self._baselines.path(key).with_suffix(".lock")):

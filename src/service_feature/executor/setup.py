@@ -15,6 +15,11 @@ Why this shape:
   entry. A test workspace gets links at the same places pointing into the entry, which the sandbox binds
   read-only at its host path, so paths baked in during setup (venv scripts, editable installs of
   `/workspace`, npm's links) hold again. Nothing is copied per run.
+* **What setup generates in the checkout goes with it.** An editable install builds C extensions in place
+  (`pkg/_ext.*.so`), hatch-vcs and setuptools-scm write `version.py` beside the code, a `prepare` script
+  writes `dist/`: the files setup added to the checkout (found by walking it before and after, never
+  following links and skipping what cannot be read) are moved into the entry's `generated/`, and each test
+  workspace gets a link per file where it was, unless the checkout (or the patch) has its own there.
 * **Concurrent setups of one key build it once**: an `flock` per entry (replicas may share the volume), the
   entry built under `<entry>.partial` and renamed into place, so an entry that exists is complete. A failed
   setup is not cached (a registry hiccup must not stick).
@@ -39,9 +44,10 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +62,15 @@ from service_feature.executor.sandbox.process import ProcessSandbox
 from service_feature.executor.toolchains import ENV_DIR, DependencyFiles, SetupStep, Toolchain
 
 _HIDDEN_BY_SANDBOX = (Path("/dev/shm"),)  # noqa: S108 - checked against, never used
+GENERATED = "generated"
+# Not kept from what setup left in the checkout: build intermediates (object files; the built result is in
+# place beside the code) and caches, at any depth, and the root's `build/`.
+_NOT_GENERATED = frozenset(
+    {".git", "__pycache__", ".eggs", ".tox", ".nox", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+)
+_NOT_GENERATED_AT_ROOT = frozenset({"build"})
+# Part of every key: an entry laid out by an older executor (without `generated/`) is rebuilt, not reused.
+_ENTRY_LAYOUT = "entry layout 2"
 _OUTPUT_TAIL = 4000
 _NOTE_TAIL = 1000
 _log = structlog.get_logger()
@@ -86,6 +101,7 @@ class Environment:
     bound: tuple[Path, ...] = ()
     setup: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    generated: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, object]:
         described: dict[str, object] = {
@@ -98,6 +114,8 @@ class Environment:
             described["setup"] = list(self.setup)
         if self.notes:
             described["notes"] = list(self.notes)
+        if self.generated:
+            described["generated_files"] = len(self.generated)
         return described
 
     def home(self, workspace: str) -> str | None:
@@ -108,7 +126,10 @@ class Environment:
         return (self.entry, *self.bound) if self.entry else ()
 
     def link_into(self, workdir: Path) -> None:
-        """Point the workspace's home and kept dirs at the cache entry (replacing whatever is there)."""
+        """Point the workspace's home and kept dirs at the cache entry (replacing whatever is there). A
+        kept dir is a real directory of links, one per entry, rather than one link: tools write beside
+        the packages (nyc, babel and eslint cache in `node_modules/.cache`), which the read-only entry
+        would refuse; node resolves each link to the entry, where the packages' own dependencies are."""
         if self.entry is None:
             return
         for name, target in [(ENV_DIR, self.entry / "home")] + [(k, self.entry / k) for k in self.kept]:
@@ -119,7 +140,66 @@ class Environment:
                 link.unlink()
             elif link.exists():
                 shutil.rmtree(link)
-            link.symlink_to(target, target_is_directory=True)
+            if name == ENV_DIR:
+                link.symlink_to(target, target_is_directory=True)
+            else:
+                link.mkdir()
+                for entry in target.iterdir():
+                    _link_entry(link / entry.name, entry)
+        self._link_generated(workdir)
+
+    def _link_generated(self, workdir: Path) -> None:
+        """A link per file setup generated in the checkout, where setup left it; a path the workspace has
+        already (the patch wrote it) or cannot have (a file where a directory was) is left alone."""
+        assert self.entry is not None
+        for name in self.generated:
+            link = workdir / name
+            if link.is_symlink() or link.exists():
+                continue
+            try:
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(self.entry / GENERATED / name)
+            except OSError:
+                _log.warning("setup.generated_file_not_linked", path=name)
+
+
+def _link_entry(link: Path, entry: Path) -> None:
+    """A link to `entry`, or a copy of it when it is itself a relative link out of its directory: an npm
+    workspace's member (`node_modules/a -> ../packages/a`) must resolve to the test workspace's own
+    checkout of the member, not to a path beside the cache entry, where there is none."""
+    if entry.is_symlink():
+        target = os.readlink(entry)
+        if not os.path.isabs(target) and target.startswith(".."):
+            link.symlink_to(target)
+            return
+    link.symlink_to(entry, target_is_directory=entry.is_dir())
+
+
+def walk_files(root: Path, skipped: Callable[[str], bool] = lambda _: False) -> Iterator[str]:
+    """The paths (relative, `/`-separated) of everything under `root` that is not a directory: files,
+    links (never followed, so a `loop -> loop` link or one out of the tree is just an entry) and the like.
+    A directory that cannot be listed (permissions, removed meanwhile) is left out, not an error: this walks
+    a workspace that a project's own commands wrote. `skipped(path)` prunes a path and all below it."""
+    pending = [""]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(root / directory) as scan:
+                entries = list(scan)
+        except OSError:
+            continue
+        for entry in entries:
+            path = f"{directory}/{entry.name}" if directory else entry.name
+            if skipped(path):
+                continue
+            try:
+                is_directory = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if is_directory:
+                pending.append(path)
+            else:
+                yield path
 
 
 def dependency_key(language: str, version: str, files: DependencyFiles) -> str:
@@ -159,7 +239,7 @@ def environment_key(toolchain: Toolchain, files: DependencyFiles) -> str:
     """The key of the environment these files get: the language, the toolchain's version, the setup
     commands, and the files that decide them (the toolchain's `key_files` and the override file)."""
     overrides_file = {name: files[name] for name in (OVERRIDES_FILE,) if name in files}
-    identity = f"{toolchain.version}\0{_recipe(toolchain, files)}"
+    identity = f"{_ENTRY_LAYOUT}\0{toolchain.version}\0{_recipe(toolchain, files)}"
     return dependency_key(
         toolchain.languages[0].value, identity, {**toolchain.key_files(files), **overrides_file}
     )
@@ -172,6 +252,30 @@ def _recipe(toolchain: Toolchain, files: DependencyFiles) -> str:
         return ""
     steps = toolchain.setup_steps("<home>", files)
     return json.dumps([[s.argv, s.fallback.argv if s.fallback else None] for s in steps])
+
+
+def _not_generated(toolchain: Toolchain) -> Callable[[str], bool]:
+    """Which checkout paths are never "generated": the home, the kept dirs, the toolchain's scratch,
+    caches, the root's build/."""
+    at_root = {ENV_DIR, *toolchain.kept, *toolchain.scratch, *_NOT_GENERATED_AT_ROOT}
+
+    def skipped(path: str) -> bool:
+        parts = path.split("/")
+        return (len(parts) == 1 and parts[0] in at_root) or parts[-1] in _NOT_GENERATED
+
+    return skipped
+
+
+def _keep_generated(
+    workdir: Path, checked_out: set[str], skipped: Callable[[str], bool], destination: Path
+) -> list[str]:
+    """Move the files setup added to the checkout into `destination` (same relative paths); their paths."""
+    generated = sorted(set(walk_files(workdir, skipped)) - checked_out)
+    for name in generated:
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(workdir / name, target)
+    return generated
 
 
 def _override_steps(files: DependencyFiles) -> list[SetupStep]:
@@ -268,7 +372,8 @@ class EnvironmentCache:
             return environment
         setup = tuple(str(line) for line in manifest.get("setup", []))
         notes = tuple(str(line) for line in manifest.get("notes", []))
-        return dataclasses.replace(environment, setup=setup, notes=notes)
+        generated = tuple(str(name) for name in manifest.get("generated", []))
+        return dataclasses.replace(environment, setup=setup, notes=notes, generated=generated)
 
     def _download_cache(self, toolchain: Toolchain) -> Path | None:
         if not toolchain.download_cache:
@@ -309,6 +414,8 @@ class EnvironmentCache:
                 sandbox = with_writable(sandbox, [downloads])
             detected = toolchain.setup_steps(home, files) if toolchain.needs_setup(files) else []
             steps = [*detected, *_override_steps(files)]
+            skipped = _not_generated(toolchain)
+            checked_out = set(await asyncio.to_thread(lambda: list(walk_files(workdir, skipped))))
             notes: list[str] = []
             for step in steps:
                 notes += await self._run_step(step, sandbox, workdir, env, run)
@@ -319,6 +426,9 @@ class EnvironmentCache:
             for name in toolchain.kept:
                 if (workdir / name).exists():
                     await asyncio.to_thread(shutil.move, workdir / name, partial / name)
+            generated = await asyncio.to_thread(
+                _keep_generated, workdir, checked_out, skipped, partial / GENERATED
+            )
         manifest = {
             "key": key,
             "language": toolchain.languages[0].value,
@@ -327,6 +437,7 @@ class EnvironmentCache:
             "setup_seconds": round(time.monotonic() - started, 3),
             "setup": [f"{step.purpose}: {step.shown}" for step in steps],
             "notes": notes,
+            "generated": generated,
         }
         (partial / "manifest.json").write_text(json.dumps(manifest, indent=2))
         partial.rename(entry)
@@ -336,8 +447,9 @@ class EnvironmentCache:
     ) -> list[str]:
         """One setup step, or its fallback when it fails; returns the notes a fallback leaves."""
         result = await run(sandbox, step.argv, workdir, env, "setup")
+        noted = [step.note] if step.note else []
         if result.exit_code == 0 and not result.timed_out:
-            return []
+            return noted
         failure = setup_failure(step, result)
         if step.fallback is None or result.timed_out:
             raise SetupFailed(failure)
@@ -346,4 +458,4 @@ class EnvironmentCache:
         retried = await run(sandbox, fallback.argv, workdir, env, "setup")
         if retried.exit_code != 0 or retried.timed_out:
             raise SetupFailed(f"{failure}\n\nthen {setup_failure(fallback, retried)}")
-        return [f"{step.fallback_note}\n{failure[-_NOTE_TAIL:]}"]
+        return [*noted, f"{step.fallback_note}\n{failure[-_NOTE_TAIL:]}"]

@@ -8,6 +8,7 @@ Real installs from the npm registry, kept small (one dependency); the Go and Rus
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,48 @@ async def test_a_project_whose_test_script_is_npm_s_placeholder_is_untestable(
 
     assert prepared.untestable is not None
     assert "npm's placeholder" in prepared.untestable
+
+
+NPM_WORKSPACES = {
+    # A monorepo: the root's tests use a member through the link npm makes in node_modules; a tool writes
+    # its cache in node_modules/.cache, as nyc does.
+    "package.json": json.dumps(
+        {
+            "name": "mono",
+            "private": True,
+            "workspaces": ["packages/*"],
+            "scripts": {"test": "node --test"},
+        }
+    ),
+    "packages/greeter/package.json": json.dumps({"name": "greeter", "version": "1.0.0"}),
+    "packages/greeter/index.js": "module.exports = (name) => `hello ${name}`;\n",
+    "test/greeter.test.js": """
+        const test = require('node:test');
+        const assert = require('node:assert');
+        const fs = require('node:fs');
+        const greet = require('greeter');
+
+        test('the member is from the checkout', () => { assert.strictEqual(greet('you'), 'hello you'); });
+        test('node_modules takes a cache', () => {
+          fs.mkdirSync('node_modules/.cache/tool', { recursive: true });
+        });
+    """,
+}
+
+
+async def test_an_npm_workspace_member_and_a_tool_cache_in_node_modules(
+    runner: TestRunner, tmp_path: Path
+) -> None:
+    require(Language.javascript)
+    repository = Repository(tmp_path / "mono", NPM_WORKSPACES)
+    change = repository.diff({"packages/greeter/index.js": "module.exports = (name) => `hi ${name}`;\n"})
+
+    base = await runner.run(spec(repository, Language.javascript))
+    patched = await runner.run(spec(repository, Language.javascript, diff=change, name="f2"))
+
+    assert (base.passed, base.failed) == (2, 0), base.output_tail
+    # the patched member is what the tests import, not the one setup saw
+    assert failing(patched) == ["the member is from the checkout"], patched.output_tail
 
 
 GO_VENDORED = {
@@ -204,7 +247,8 @@ async def test_a_rust_workspace_tests_every_member_and_a_missing_crate_fails_set
     failed = await runner.prepare(spec(needy, Language.rust, name="f2"))
 
     assert (tested.passed, tested.failed) == (1, 1), tested.output_tail
-    assert failing(tested) == ["src/lib.rs::tests::beta_fails"]
+    # both members' unit tests are in a `src/lib.rs`: the crate tells them apart
+    assert failing(tested) == ["src/lib.rs (beta)::tests::beta_fails"]
     assert "two is not three" in tested.failures[0].message
     assert failed.untestable is not None
     assert "`cargo fetch`" in failed.untestable

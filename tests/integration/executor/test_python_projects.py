@@ -274,3 +274,67 @@ async def test_the_repository_override_file(runner: TestRunner, tmp_path: Path) 
     assert result.command == "sh -c 'python -m pytest -q checks'"
     assert result.environment is not None
     assert "uv venv --python 3.10" in " ".join(result.environment["setup"])
+
+
+GENERATING_BUILD = {
+    # The build writes a module beside the code, as setuptools-scm's `version.py` or an in-place C extension
+    # would; the suite is a unittest one in `tests/test.py`, which pytest's default patterns do not match.
+    "setup.py": """
+        from pathlib import Path
+
+        from setuptools import setup
+
+        Path("stamped", "_build_info.py").write_text("BUILT_BY = 'setup'\\n")
+        setup(name="stamped", version="1.0", packages=["stamped"])
+    """,
+    "stamped/__init__.py": "",
+    "tests/__init__.py": "",
+    "tests/test.py": """
+        import unittest
+
+        from stamped._build_info import BUILT_BY
+
+
+        class BuildInfoTest(unittest.TestCase):
+            def test_the_build_wrote_it(self):
+                self.assertEqual(BUILT_BY, "setup")
+    """,
+}
+
+
+async def test_files_the_build_writes_in_the_checkout_and_a_unittest_suite_in_tests_test_py(
+    runner: TestRunner, tmp_path: Path
+) -> None:
+    origin = repository(tmp_path, GENERATING_BUILD)
+
+    result = await runner.run(spec(origin, Language.python))
+
+    assert (result.passed, result.failed, result.errored) == (1, 0, 0), result.output_tail
+    assert "python_files=test*.py" in result.command
+    assert result.environment is not None
+    assert result.environment["generated_files"] >= 1
+
+
+SUITE_FOR_AN_OLDER_PYTEST = {
+    # A conftest hook with `path`, an argument pytest no longer passes (wrapt's, until 2024).
+    "conftest.py": """
+        def pytest_pycollect_makemodule(path, parent):
+            return None
+    """,
+    "test_old.py": "def test_still_works():\n    assert True\n",
+}
+
+
+async def test_a_suite_the_newest_pytest_refuses_runs_with_an_older_major(
+    runner: TestRunner, tmp_path: Path
+) -> None:
+    origin = repository(tmp_path, SUITE_FOR_AN_OLDER_PYTEST)
+
+    prepared = await runner.prepare(spec(origin, Language.python))
+    result = await runner.run(spec(origin, Language.python, name="f2"))
+
+    assert prepared.untestable is None, prepared.output_tail
+    assert (result.passed, result.failed, result.errored) == (1, 0, 0), result.output_tail
+    assert result.environment is not None
+    assert result.environment["cached"]
+    assert "installing pytest<" in " ".join(result.environment["setup"])

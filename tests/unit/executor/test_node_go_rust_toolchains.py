@@ -12,6 +12,7 @@ import pytest
 
 from service_feature.executor import toolchains
 from service_feature.executor.sandbox.bwrap import WORKSPACE
+from service_feature.executor.setup import environment_key
 from service_feature.executor.toolchains import (
     ENV_DIR,
     GoToolchain,
@@ -21,6 +22,7 @@ from service_feature.executor.toolchains import (
     toolchain_for,
     unavailable_languages,
 )
+from service_feature.executor.toolchains.go import module_path
 from service_feature.executor.toolchains.node import NPM, PackageManager, package_manager
 from service_feature.models import Language
 
@@ -238,9 +240,10 @@ def test_a_vendored_go_module_builds_from_vendor_without_setup() -> None:
     assert go.dependency_names(names) == ["go.mod", "go.sum", "tools/go.mod", "vendor/modules.txt"]
     assert not go.needs_setup(files)
     vendored = go.for_project(files)
-    assert vendored.environment(None, WORKSPACE, online=False)["GOFLAGS"] == "-mod=vendor"
+    assert vendored.environment(None, WORKSPACE, online=False)["GOFLAGS"] == "-mod=vendor -buildvcs=false"
     assert vendored.test_command(None) == ["go", "test", "-json", "./..."]
-    assert "GOFLAGS" not in go.environment(HOME, WORKSPACE, online=False)  # Go's default, not -mod=mod
+    # Go's default, not -mod=mod; no VCS stamping (the sandbox's checkout has no git directory)
+    assert go.environment(HOME, WORKSPACE, online=False)["GOFLAGS"] == "-buildvcs=false"
     # Without a go.work a nested module is not built by ./..., so it does not make the environment's key.
     assert set(go.key_files({**files, "tools/go.mod": b"module tools\n"})) == {"go.mod", "vendor/modules.txt"}
 
@@ -256,8 +259,37 @@ def test_a_go_workspace_tests_and_prepares_each_module_it_uses() -> None:
     assert go.setup_commands(HOME, files) == [
         ["go", "list", "-deps", "-test", "./api/...", "./lib/core/...", "./..."]
     ]
-    assert "GOFLAGS" not in workspace.environment(HOME, WORKSPACE, online=True)  # -mod=mod is refused
+    # -mod=mod is refused in workspace mode
+    assert workspace.environment(HOME, WORKSPACE, online=True)["GOFLAGS"] == "-buildvcs=false"
     assert go.key_files(files) == files
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("https://github.com/pkg/errors.git", "github.com/pkg/errors"),
+        ("git@github.com:davecgh/go-spew.git", "github.com/davecgh/go-spew"),
+        ("ssh://git@example.org:2222/team/lib", "example.org/team/lib"),
+        ("file:///srv/origins/github.com/dustin/go-humanize.git", "github.com/dustin/go-humanize"),
+        ("/srv/git/plain.git", "plain"),
+    ],
+)
+def test_a_go_module_path_is_read_from_the_repository_address(url: str, path: str) -> None:
+    assert module_path(url) == path
+
+
+def test_a_go_repository_from_before_modules_is_made_a_module_in_setup() -> None:
+    go = toolchain_for(Language.go).for_repository("https://github.com/pkg/errors")
+    module = {"go.mod": b"module github.com/pkg/errors\n"}
+
+    assert go.needs_setup({})
+    assert go.setup_commands(HOME, {}) == [
+        ["go", "mod", "init", "github.com/pkg/errors"],
+        ["go", "mod", "tidy"],
+        ["go", "list", "-deps", "-test", "./..."],
+    ]
+    assert go.setup_commands(HOME, module) == [["go", "list", "-deps", "-test", "./..."]]
+    assert environment_key(go, {}) != environment_key(go.for_repository("https://github.com/a/b"), {})
 
 
 @pytest.mark.parametrize(

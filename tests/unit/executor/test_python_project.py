@@ -163,7 +163,7 @@ def test_tox_deps_relative_requirements_extras_and_skipped_substitutions() -> No
         extras = tests
         deps =
             pytest-mock
-            -r{toxinidir}/requirements/test.txt
+            -r{toxinidir}/ci/test.txt
             -c constraints.txt
             py39: importlib-metadata
             django{env:DJANGO_VERSION}
@@ -175,9 +175,95 @@ def test_tox_deps_relative_requirements_extras_and_skipped_substitutions() -> No
 
     found = find_test_dependencies(files)
 
-    assert found.arguments == ("pytest-mock", "-r", "requirements/test.txt", "-c", "constraints.txt")
+    # ci/test.txt is not a name dependency files are read by: it may exist, uv will say if not
+    assert found.arguments == ("pytest-mock", "-r", "ci/test.txt", "-c", "constraints.txt")
     assert found.extras == ("tests", "speedups")
     assert install_plan(files).install_arguments()[-2:] == ("-e", ".[tests,speedups]")
+
+
+def test_tox_deps_naming_a_requirements_file_the_sdist_left_out_are_skipped_with_a_note() -> None:
+    files = project(
+        setup_py="from setuptools import setup\nsetup(name='p')\n",
+        tox_ini="""
+        [testenv]
+        deps = -rrequirements-test.txt
+        commands = pytest
+        """,
+    )
+
+    plan = install_plan(files)
+
+    assert plan.install_arguments() == ("pytest", "-e", ".")
+    assert plan.notes == (
+        "tox.ini [testenv]: `-rrequirements-test.txt` names a file the repository does not have; skipped",
+    )
+    with_it = install_plan({**files, "requirements-test.txt": b"six\n"})
+    assert with_it.install_arguments() == ("pytest", "-r", "requirements-test.txt", "-e", ".")
+
+
+def test_requirements_with_per_requirement_build_options_are_passed_line_by_line_without_them() -> None:
+    files = {
+        "setup.py": b"from setuptools import setup\nsetup(name='p')\n",
+        "requirements/dev.txt": (
+            b"-e . --config-settings=pure-python=false\n-r ci.txt\n# pinned\n"
+            b"cython==3.0.6 \\\n    --hash=sha256:abc\n--index-url https://example.org\n"
+            b"-c ../constraints.txt\n"
+        ),
+        "requirements/ci.txt": b"pytest==7.4.3\n",
+        "requirements/doc.txt": b"sphinx\n",
+    }
+
+    plan = install_plan(files)
+
+    assert plan.install_arguments() == (
+        "pytest",
+        "-r",
+        "requirements/ci.txt",
+        "cython==3.0.6",
+        "-c",
+        "constraints.txt",
+        "-e",
+        ".",
+    )
+    assert plan.notes == (
+        "requirements/dev.txt: left out what uv does not take, from "
+        "`-e . --config-settings=pure-python=false`",
+    )
+    plain = {**files, "requirements/dev.txt": b"-r ci.txt\n"}
+    assert install_plan(plain).install_arguments()[:3] == ("pytest", "-r", "requirements/dev.txt")
+
+
+def test_all_extras_on_request_and_the_modules_extras_provide() -> None:
+    files = project(
+        pyproject_toml="""
+        [project]
+        name = "p"
+        [project.optional-dependencies]
+        ujson = ["ujson>=5"]
+        bson = ["pymongo>=4"]
+        yaml = ["PyYAML>=6"]
+        [dependency-groups]
+        test = ["hypothesis"]
+        [build-system]
+        requires = ["hatchling"]
+        build-backend = "hatchling.build"
+        """
+    )
+
+    plan = install_plan(files)
+    everything = install_plan(files, all_extras=True)
+
+    assert plan.install_arguments()[-2:] == ("-e", ".")
+    assert everything.install_arguments()[-2:] == ("-e", ".[ujson,bson,yaml]")
+    assert everything.notes[-1].startswith("every extra installed (ujson, bson, yaml)")
+    assert {"ujson", "bson", "pymongo", "mongo", "pyyaml", "yaml"} == plan.extra_modules
+    diagrams = install_plan(
+        project(
+            pyproject_toml='[project]\nname = "p"\n'
+            '[project.optional-dependencies]\ndiagrams = ["railroad-diagrams"]\n'
+        )
+    )
+    assert "railroad" in diagrams.extra_modules
 
 
 def test_tox_legacy_ini_inside_pyproject() -> None:

@@ -202,6 +202,45 @@ test result: ok. 0 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; fini
     assert "one and one" in counts.failures[0].message
 
 
+def test_cargo_tells_apart_workspace_members_whose_binaries_have_the_same_source() -> None:
+    member = """     Running unittests src/lib.rs (target/debug/deps/{crate}-{hash})
+
+running 1 test
+test tests::works ... {outcome}
+
+failures:
+
+---- tests::works stdout ----
+{crate} broke
+
+failures:
+    tests::works
+
+test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s
+"""
+    output = member.format(crate="alpha", hash="1a", outcome="ok") + member.format(
+        crate="beta", hash="2b", outcome="FAILED"
+    )
+    same_crate_name = member.format(crate="api", hash="3c", outcome="ok") + member.format(
+        crate="api", hash="4d", outcome="ok"
+    )
+
+    counts = parse_cargo(output)
+    twins = parse_cargo(same_crate_name)
+
+    assert counts is not None
+    assert [(c.name, c.outcome) for c in counts.cases] == [
+        ("src/lib.rs (alpha)::tests::works", TestOutcome.passed),
+        ("src/lib.rs (beta)::tests::works", TestOutcome.failed),
+    ]
+    assert counts.failures[0].message == "beta broke"
+    assert twins is not None
+    assert [c.name for c in twins.cases] == [
+        "src/lib.rs (api-3c)::tests::works",
+        "src/lib.rs (api-4d)::tests::works",
+    ]
+
+
 def test_jest_failures_are_named_and_a_bare_summary_is_unattributed() -> None:
     counts = parse_javascript(
         "  ● math \u203a adds\n\n    expect(received)\nTests:       1 failed, 2 passed, 3 total"

@@ -5,6 +5,7 @@ across setups and handed to the toolchain."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
@@ -16,7 +17,13 @@ from service_feature.executor.sandbox.bwrap import BwrapSandbox
 from service_feature.executor.sandbox.cgroups import CgroupSupport
 from service_feature.executor.sandbox.process import ProcessSandbox
 from service_feature.executor.sandbox.userns import Identity
-from service_feature.executor.setup import EnvironmentCache, SetupFailed, environment_key, with_writable
+from service_feature.executor.setup import (
+    EnvironmentCache,
+    SetupFailed,
+    environment_key,
+    walk_files,
+    with_writable,
+)
 from service_feature.executor.toolchains import DependencyFiles, SetupStep, Toolchain, toolchain_for
 from service_feature.models import Language
 
@@ -177,3 +184,66 @@ def test_the_key_follows_the_setup_commands_and_bare_python_projects_share_one()
     assert environment_key(python.for_project(requirements), requirements) != environment_key(
         python.for_project({}), {}
     )
+
+
+class Generating(Commands):
+    """Setup that writes into the checkout, as an in-place build does: a compiled extension and a version
+    file beside the code, build intermediates, bytecode."""
+
+    async def __call__(
+        self, sandbox: Sandbox, argv: Sequence[str], workdir: Path, env: Mapping[str, str], phase: str
+    ) -> ProcessResult:
+        for name in ("pkg/_ext.so", "pkg/version.py", "build/temp/ext.o", "pkg/__pycache__/a.pyc"):
+            (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+            (workdir / name).write_text(f"made by {argv[1]}")
+        return await super().__call__(sandbox, argv, workdir, env, phase)
+
+
+def a_checkout(path: Path) -> Path:
+    (path / "pkg").mkdir(parents=True)
+    (path / "pkg" / "__init__.py").write_text("")
+    return path
+
+
+async def test_files_setup_generates_in_the_checkout_are_linked_into_each_test_workspace(
+    tmp_path: Path,
+) -> None:
+    cache = EnvironmentCache(tmp_path / "cache", ProcessSandbox())
+    setup_checkout = a_checkout(tmp_path / "w")
+
+    environment = await cache.environment(
+        Scripted(), FILES, lambda: checkout_in(setup_checkout), Generating()
+    )
+    fresh, patched = a_checkout(tmp_path / "fresh"), a_checkout(tmp_path / "patched")
+    (patched / "pkg" / "version.py").write_text("the patch's own")
+    environment.link_into(fresh)
+    environment.link_into(patched)
+    reread = await cache.environment(Scripted(), FILES, lambda: checkout_in(tmp_path / "x"), Commands())
+
+    assert environment.generated == ("pkg/_ext.so", "pkg/version.py")
+    assert reread.generated == environment.generated
+    assert reread.cached
+    assert (fresh / "pkg" / "_ext.so").is_symlink()
+    assert (fresh / "pkg" / "_ext.so").read_text() == "made by all"
+    assert not (fresh / "build").exists()
+    assert not (fresh / "pkg" / "__pycache__").exists()
+    assert (patched / "pkg" / "version.py").read_text() == "the patch's own"
+    assert environment.describe()["generated_files"] == 2
+
+
+def test_the_workspace_walk_survives_link_loops_and_vanishing_directories(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "out").symlink_to("/", target_is_directory=True)
+    (tmp_path / "gone" / "deeper").mkdir(parents=True)
+    (tmp_path / "gone" / "deeper" / "f").write_text("")
+    (tmp_path / "kept" / "f").parent.mkdir()
+    (tmp_path / "kept" / "f").write_text("")
+
+    def remove_gone(path: str) -> bool:
+        """A directory removed between being listed and being read (a test's cleanup, racing)."""
+        if path == "gone":
+            shutil.rmtree(tmp_path / "gone" / "deeper")
+        return False
+
+    assert sorted(walk_files(tmp_path, remove_gone)) == ["kept/f", "loop", "out"]
+    assert sorted(walk_files(tmp_path, lambda path: path == "kept")) == ["loop", "out"]

@@ -17,10 +17,12 @@ from service_feature.executor.setup import (
     Environment,
     changed_files,
     dependency_key,
+    environment_key,
     with_readonly,
     workspace_path,
 )
 from service_feature.executor.toolchains import ENV_DIR, JUNIT_FILE, PythonToolchain, toolchain_for
+from service_feature.executor.toolchains.python import OLDER_PYTEST, WIDER_PYTHON_FILES
 from service_feature.models import Language
 
 HOME = f"{WORKSPACE}/{ENV_DIR}"
@@ -142,6 +144,48 @@ def test_python_exit_5_is_no_tests_not_an_error() -> None:
     assert not toolchain_for(Language.go).no_tests(5)
 
 
+WRAPT_CONFTEST = """pluggy._manager.PluginValidationError: Plugin '/workspace/tests/conftest.py' for hook \
+'pytest_pycollect_makemodule'
+hookimpl definition: pytest_pycollect_makemodule(path, parent)"""
+ENFORCED_DEPRECATION = "E   pytest.PytestRemovedIn10Warning: Passing a non-Collection iterable to parametrize"
+
+
+def test_python_retries_an_older_pytest_major_at_a_time_when_pytest_says_the_suite_is_too_old() -> None:
+    files = {"setup.py": b"from setuptools import setup\nsetup(name='p')\n"}
+    python = python_for(files)
+    cannot_run = {"exit_code": 2, "passed": 0, "failed": 0, "output_tail": ENFORCED_DEPRECATION}
+    conftest = {"exit_code": 1, "passed": 0, "failed": 0, "output_tail": WRAPT_CONFTEST}
+
+    first = python.retry(cannot_run)
+    assert first is not None
+    second = first.retry(conftest)
+    assert second is not None
+
+    assert [first.pytest_below, second.pytest_below] == list(OLDER_PYTEST)
+    assert second.retry(conftest) is None  # no older major to try
+    install = first.setup_steps(HOME, files)[1]
+    assert install.argv[5] == "pytest<9"
+    assert install.purpose.startswith("installing pytest<9 (the base commit's suite cannot run with")
+    assert environment_key(first, files) != environment_key(python, files)
+    assert python.retry({**cannot_run, "output_tail": "ModuleNotFoundError: No module named 'x'"}) is None
+    # the suite ran: a deprecation warning in its output is the project's business
+    assert (
+        python.retry({"exit_code": 1, "passed": 3, "failed": 1, "output_tail": ENFORCED_DEPRECATION}) is None
+    )
+
+
+def test_python_collects_test_star_files_when_the_default_patterns_found_no_test() -> None:
+    python = python_for({})
+
+    wider = python.retry({"exit_code": 5, "passed": 0, "failed": 0, "output_tail": "no tests ran"})
+
+    assert wider is not None
+    assert ["-o", f"python_files={WIDER_PYTHON_FILES}"] == wider.test_command(HOME)[6:8]
+    assert "-o" not in python.test_command(HOME)
+    assert wider.retry({"exit_code": 5, "passed": 0, "failed": 0, "output_tail": ""}) is None
+    assert python.retry({"exit_code": 0, "passed": 1, "failed": 0, "output_tail": ""}) is None
+
+
 def test_node_uses_npm_ci_with_a_lock_file_and_keeps_node_modules() -> None:
     node = toolchain_for(Language.javascript)
     manifest = json.dumps({"dependencies": {"is-number": "7.0.0"}}).encode()
@@ -211,7 +255,22 @@ def test_environment_links_replace_what_the_workspace_had(tmp_path: Path) -> Non
     Environment(key="k", entry=entry, kept=("node_modules",)).link_into(workdir)
 
     assert (workdir / ENV_DIR).resolve() == entry / "home"
-    assert (workdir / "node_modules" / "is-number").is_dir()
+    assert (workdir / "node_modules" / "is-number").resolve() == entry / "node_modules" / "is-number"
+    # a real directory of links: nyc can make node_modules/.cache beside the read-only packages
+    assert not (workdir / "node_modules").is_symlink()
+
+
+def test_an_npm_workspace_member_resolves_to_the_test_workspace_checkout(tmp_path: Path) -> None:
+    entry = tmp_path / "entry"
+    (entry / "home").mkdir(parents=True)
+    (entry / "node_modules").mkdir()
+    (entry / "node_modules" / "member").symlink_to("../packages/member")  # as npm links it
+    workdir = tmp_path / "work"
+    (workdir / "packages" / "member").mkdir(parents=True)
+
+    Environment(key="k", entry=entry, kept=("node_modules",)).link_into(workdir)
+
+    assert (workdir / "node_modules" / "member").resolve() == workdir / "packages" / "member"
     assert Environment(key="k").home(WORKSPACE) is None
     assert Environment(key="k", entry=entry).readonly_paths() == (entry,)
 

@@ -57,13 +57,14 @@ DependencyFiles = Mapping[str, bytes]  # repository path → contents
 class SetupStep:
     """One setup command: `display` is how a user would write it (for messages), `purpose` what it does.
     When it fails and `fallback` is set, the fallback runs instead, and `fallback_note` (why that is still
-    a usable environment) is kept with the environment."""
+    a usable environment) is kept with the environment; `note` is kept either way."""
 
     argv: list[str]
     purpose: str = "dependency setup"
     display: str = ""
     fallback: SetupStep | None = None
     fallback_note: str = ""
+    note: str = ""  # what a user should know about the environment this step makes, kept with it
 
     @property
     def shown(self) -> str:
@@ -86,6 +87,9 @@ class Toolchain:
     binary = ""
     dependency_patterns: tuple[str, ...] = ()
     kept: tuple[str, ...] = ()
+    # What the platform's commands (not the project's setup) write in the workspace: never taken for files
+    # the project's setup generated.
+    scratch: tuple[str, ...] = (JUNIT_FILE,)
     version_commands: tuple[tuple[str, ...], ...] = ()
 
     download_cache = ""  # the name of a directory of downloads kept across setups, or "" for none
@@ -98,6 +102,11 @@ class Toolchain:
         """This toolchain as one repository needs it, decided by the base commit's dependency files (its
         package manager, its Go workspace's modules): test_command, variables and path_dirs get no files.
         By default the same for every repository."""
+        return self
+
+    def for_repository(self, url: str) -> Toolchain:
+        """This toolchain for the repository at `url`, for what only its address says (a Go module path
+        for a repository without go.mod). By default the same for every repository."""
         return self
 
     def unsupported(self, files: DependencyFiles) -> str | None:
@@ -158,6 +167,12 @@ class Toolchain:
                 f"baseline: `{command}` cannot run the base commit's tests "
                 f"(exit {baseline.get('exit_code')})\n{tail}"
             )
+        return None
+
+    def retry(self, baseline: Mapping[str, Any]) -> Toolchain | None:
+        """Another way to set up a repository whose base commit's suite could not run (`untestable`) with
+        this one, when its output shows that way may run it; None when there is none. The runner keeps the
+        first way that runs the base (see `PythonToolchain.retry`: an older pytest)."""
         return None
 
     @functools.cached_property

@@ -18,7 +18,12 @@ import re
 from pathlib import Path
 
 from service_feature.executor.results import Counts, parse_any, parse_go_json
-from service_feature.executor.toolchains.base import GO_BUILD_CACHE, DependencyFiles, Toolchain
+from service_feature.executor.toolchains.base import (
+    GO_BUILD_CACHE,
+    DependencyFiles,
+    SetupStep,
+    Toolchain,
+)
 from service_feature.models import Language
 
 _ALL = ("./...",)
@@ -51,10 +56,21 @@ class GoToolchain(Toolchain):
         *(f"{prefix}{name}" for prefix in ("*/", "*/*/") for name in ("go.mod", "go.sum")),
     )
     version_commands = (("go", "version"),)
+    scratch = (GO_BUILD_CACHE,)
 
     def __init__(self, packages: tuple[str, ...] = _ALL, *, vendored: bool = False) -> None:
         self.packages = packages  # `./...`, or one pattern per module of a go.work
         self.vendored = vendored  # a module (not a workspace) with vendor/modules.txt
+        self.module_path = ""  # what `go mod init` names a repository without go.mod (its address's path)
+
+    def for_repository(self, url: str) -> GoToolchain:
+        path = module_path(url)
+        if path == self.module_path:
+            return self
+        _ = self.installation, self.version  # found once, shared with the copy
+        configured = copy.copy(self)
+        configured.module_path = path
+        return configured
 
     def for_project(self, files: DependencyFiles) -> GoToolchain:
         packages, vendored = _packages(files), _vendored(files)
@@ -84,8 +100,9 @@ class GoToolchain(Toolchain):
         return None
 
     def needs_setup(self, files: DependencyFiles) -> bool:
-        """Any module or workspace, except a vendored module: it builds from vendor/, downloading nothing."""
-        return "go.work" in files or ("go.mod" in files and not _vendored(files))
+        """Any module or workspace, except a vendored module: it builds from vendor/, downloading nothing;
+        and a repository from before modules (no go.mod), which setup makes one."""
+        return "go.work" in files or not _vendored(files)
 
     def key_files(self, files: DependencyFiles) -> DependencyFiles:
         """Without a go.work, nested modules are not built by `./...`: their files do not make the key."""
@@ -93,16 +110,36 @@ class GoToolchain(Toolchain):
             return files
         return {name: content for name, content in files.items() if "/" not in name or name == VENDORED}
 
+    def setup_steps(self, home: str, files: DependencyFiles) -> list[SetupStep]:
+        """What the tests build, downloaded; a repository from before modules (no go.mod, no go.work) is
+        first made the module its address names (`go mod init github.com/pkg/errors`, then `go mod tidy`
+        for its imports), as its users' `go get` would: the go.mod and go.sum setup writes are kept with
+        the environment and linked into each test workspace."""
+        listed = SetupStep(
+            ["go", "list", "-deps", "-test", *_packages(files)], "downloading what the tests build"
+        )
+        if "go.mod" in files or "go.work" in files:
+            return [listed]
+        path = self.module_path or "example.com/repository"
+        made = "making the repository (it has no go.mod) a module named from its address"
+        return [
+            SetupStep(["go", "mod", "init", path], made),
+            SetupStep(["go", "mod", "tidy"], "resolving the imports of the new module"),
+            listed,
+        ]
+
     def setup_commands(self, home: str, files: DependencyFiles) -> list[list[str]]:
-        return [["go", "list", "-deps", "-test", *_packages(files)]]
+        return [step.argv for step in self.setup_steps(home, files)]
 
     def test_command(self, home: str | None) -> list[str]:
         return ["go", "test", "-json", *self.packages]
 
     def variables(self, home: str | None, workspace: str, *, online: bool) -> dict[str, str]:
         variables = {"GOTOOLCHAIN": "local", "GOCACHE": f"{workspace}/{GO_BUILD_CACHE}"}
-        if self.vendored:  # Go's default too from `go 1.14` on; explicit for older go lines
-            variables["GOFLAGS"] = "-mod=vendor"
+        # No VCS stamping: the sandbox's checkout is a worktree whose git directory it cannot see, and Go
+        # would fail asking for -buildvcs=false. -mod=vendor: Go's default too from `go 1.14` on; explicit
+        # for older go lines.
+        variables["GOFLAGS"] = "-mod=vendor -buildvcs=false" if self.vendored else "-buildvcs=false"
         if home:
             variables["GOMODCACHE"] = f"{home}/gomod"
         if not online:
@@ -111,6 +148,21 @@ class GoToolchain(Toolchain):
 
     def parse(self, output: str, workdir: Path) -> Counts | None:
         return parse_go_json(output) or parse_any(output)
+
+
+def module_path(url: str) -> str:
+    """The module path a repository's address implies, as `go get` would have it: host and path with
+    `.git` and any scheme, user or port dropped (`https://github.com/pkg/errors.git` →
+    `github.com/pkg/errors`); for a local path, from its first directory named like a host
+    (`/srv/git/github.com/pkg/errors.git`), else its last name."""
+    address = re.sub(r"^[a-z+]+://", "", url.strip()).removesuffix("/").removesuffix(".git")
+    address = re.sub(r"^[^/@]+@", "", address)  # user@
+    address = re.sub(r"^([^/:]+):(\d+/)?", r"\1/", address)  # host:port/ and scp-like host:path
+    parts = [part for part in address.split("/") if part]
+    for index, part in enumerate(parts):
+        if "." in part and not part.startswith(".") and index < len(parts) - 1:
+            return "/".join(parts[index:])
+    return parts[-1] if parts else ""
 
 
 def _packages(files: DependencyFiles) -> tuple[str, ...]:

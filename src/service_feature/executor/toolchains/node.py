@@ -106,6 +106,7 @@ class NodeToolchain(Toolchain):
         ".yarnrc.yml",
     )
     kept = ("node_modules",)
+    scratch = (SCRATCH_DIR,)
     version_commands = (("node", "--version"), ("npm", "--version"))
 
     def __init__(self, manager: PackageManager = NPM) -> None:
@@ -123,7 +124,9 @@ class NodeToolchain(Toolchain):
     def needs_setup(self, files: DependencyFiles) -> bool:
         if package_manager(files).package or any(lock in files for lock in NPM_LOCKS):
             return True  # yarn and pnpm themselves are installed in setup
-        return _json_has_any(files.get("package.json", b""), ("dependencies", "devDependencies"))
+        # Workspaces: their members are linked into node_modules by the install, dependencies or not.
+        keys = ("dependencies", "devDependencies", "workspaces")
+        return _json_has_any(files.get("package.json", b""), keys)
 
     def setup_commands(self, home: str, files: DependencyFiles) -> list[list[str]]:
         manager = package_manager(files)

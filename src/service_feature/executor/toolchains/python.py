@@ -16,8 +16,10 @@ means the second project with the same dependencies downloads nothing. It ignore
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import os
+import re
 import shlex
 import shutil
 from collections.abc import Mapping
@@ -52,6 +54,15 @@ from service_feature.executor.toolchains.base import (
 from service_feature.models import Language
 
 NO_TESTS_COLLECTED = 5
+# pytest majors tried, newest first, for a suite the newest pytest cannot run (see `retry`): the two before
+# the current one (9), the ones projects that did not pin it were last tested with.
+OLDER_PYTEST = ("<9", "<8")
+_MISSING_MODULE = re.compile(r"No module named '([\w.]+)'")
+# pytest's default `test_*.py *_test.py`, widened for a suite it finds nothing in (see `retry`).
+WIDER_PYTHON_FILES = "test*.py *_test.py *_tests.py"
+# pytest saying a suite uses what it has removed: an enforced deprecation, a conftest hook with an argument
+# the hook no longer has (`pytest_pycollect_makemodule(path, parent)`).
+_PYTEST_TOO_NEW = re.compile(r"PytestRemovedIn\d+Warning|PluginValidationError: .* for hook 'pytest_\w+'")
 # pytest's exit codes for a run that never got to the tests: interrupted (a collection error), internal
 # error, usage error (an option no installed plugin provides).
 _CANNOT_RUN = {2: "interrupted, e.g. by a collection error", 3: "internal error", 4: "usage error"}
@@ -96,6 +107,9 @@ class PythonToolchain(Toolchain):
         self.interpreter = interpreter
         self.plan = plan
         self.reason = reason  # why no interpreter fits the project, when none does
+        self.pytest_below = ""  # "" for the newest pytest, else one of OLDER_PYTEST (see `retry`)
+        self.wider_collection = False  # collect `test*.py` too (see `retry`)
+        self.all_extras = False  # install every extra of the project's (see `retry`)
 
     def for_project(self, files: DependencyFiles) -> PythonToolchain:
         requirement = read_python_requirement(files)
@@ -105,7 +119,7 @@ class PythonToolchain(Toolchain):
             interpreter = choose(available_interpreters(), requirement, platform_interpreter())
         except NoInterpreter as error:
             return self._configured(None, None, str(error))
-        return self._configured(interpreter, install_plan(files), "")
+        return self._configured(interpreter, install_plan(files, all_extras=self.all_extras), "")
 
     def _configured(
         self, interpreter: Interpreter | None, plan: InstallPlan | None, reason: str
@@ -148,8 +162,47 @@ class PythonToolchain(Toolchain):
         pip = [uv, "pip", "install", "--python", f"{venv}/bin/python"]
         return [
             SetupStep(make, "making the virtualenv", f"uv venv --python {interpreter.release}"),
-            _install_step(pip, project.plan),
+            _install_step(pip, _with_pytest_below(project.plan, project.pytest_below)),
         ]
+
+    def retry(self, baseline: Mapping[str, Any]) -> PythonToolchain | None:
+        """Two ways to run a base commit's suite that the default way could not:
+
+        * **No test collected** (exit 5): collect `test*.py` files too (`tests/test.py`, `tests.py`, a
+          unittest suite that setup.py's `test_suite` or `python -m unittest` would run), once.
+        * **Every extra**, once, when the suite could not run because a module one of the project's extras
+          provides is missing (`No module named 'ujson'` with an extra `ujson`, or one requiring it): the
+          suite tests what the extras add, as the project's own test setup installs them all.
+        * **An older pytest**, when the suite could not run and pytest itself said why: a deprecation it
+          now enforces (`PytestRemovedIn10Warning`…) or a hook argument it no longer passes
+          (`PluginValidationError` for a `pytest_…` hook in a conftest). Such a suite was written for an
+          older pytest and the project did not pin one; one major at a time, newest first, as far as
+          OLDER_PYTEST goes. A project that pins pytest gets its pin from uv's resolution, and an older
+          major that conflicts with the pin fails setup, which ends the retries."""
+        if baseline.get("exit_code") == NO_TESTS_COLLECTED and not self.wider_collection:
+            wider = copy.copy(self)
+            wider.wider_collection = True
+            return wider
+        tail = str(baseline.get("output_tail", ""))
+        if self.untestable(baseline, "") is None:
+            return None
+        if not self.all_extras and self._misses_an_extra(tail):
+            extras = copy.copy(self)
+            extras.all_extras = True
+            return extras
+        if not _PYTEST_TOO_NEW.search(tail):
+            return None
+        tried = OLDER_PYTEST.index(self.pytest_below) + 1 if self.pytest_below else 0
+        if tried >= len(OLDER_PYTEST):
+            return None
+        older = copy.copy(self)
+        older.pytest_below = OLDER_PYTEST[tried]
+        return older
+
+    def _misses_an_extra(self, output: str) -> bool:
+        provided = self.plan.extra_modules if self.plan else frozenset()
+        missing = {name.split(".")[0].lower() for name in _MISSING_MODULE.findall(output)}
+        return bool(missing & provided)
 
     def setup_commands(self, home: str, files: DependencyFiles) -> list[list[str]]:
         return [step.argv for step in self.setup_steps(home, files)]
@@ -159,7 +212,8 @@ class PythonToolchain(Toolchain):
 
     def test_command(self, home: str | None) -> list[str]:
         python = f"{home}/venv/bin/python" if home else "python"  # the venv's, first on PATH
-        return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={JUNIT_FILE}"]
+        wider = ["-o", f"python_files={WIDER_PYTHON_FILES}"] if self.wider_collection else []
+        return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *wider, f"--junitxml={JUNIT_FILE}"]
 
     def path_dirs(self, home: str | None) -> list[str]:
         return [f"{home}/venv/bin"] if home else []  # the project's console scripts, its python first
@@ -217,6 +271,18 @@ class PythonToolchain(Toolchain):
         return (*interpreter, *((Path(uv).resolve().parent,) if uv else ()))
 
 
+def _with_pytest_below(plan: InstallPlan, below: str) -> InstallPlan:
+    """The plan with its `pytest` requirement capped below a major (`pytest<9`), when `below` says one."""
+    if not below:
+        return plan
+
+    def capped(arguments: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(f"pytest{below}" if argument == "pytest" else argument for argument in arguments)
+
+    fallback = capped(plan.fallback) if plan.fallback is not None else None
+    return dataclasses.replace(plan, arguments=capped(plan.arguments), fallback=fallback)
+
+
 def _install_step(pip: list[str], plan: InstallPlan) -> SetupStep:
     sources = f" (test dependencies from {', '.join(plan.sources)})" if plan.sources else ""
     shown = f"uv pip install {shlex.join(plan.install_arguments())}"
@@ -231,8 +297,11 @@ def _install_step(pip: list[str], plan: InstallPlan) -> SetupStep:
         f"the project could not be built (`{shown}` failed), so it is not installed: its tests import the "
         "pure-Python code from the checkout, with the dependencies it declares statically installed"
     )
-    purpose = f"installing pytest, the project and its test dependencies{sources}"
-    return SetupStep([*pip, *plan.install_arguments()], purpose, shown, fallback, note)
+    pytest = next((argument for argument in plan.arguments if argument.startswith("pytest<")), "pytest")
+    if pytest != "pytest":  # say why: the user sees this in the setup log
+        pytest += " (the base commit's suite cannot run with a newer one)"
+    purpose = f"installing {pytest}, the project and its test dependencies{sources}"
+    return SetupStep([*pip, *plan.install_arguments()], purpose, shown, fallback, note, "\n".join(plan.notes))
 
 
 def available_interpreters() -> tuple[Interpreter, ...]:

@@ -40,6 +40,7 @@ class RustToolchain(Toolchain):
     binary = "cargo"
     dependency_patterns = ("Cargo.toml", "Cargo.lock")
     version_commands = (("rustc", "--version"), ("cargo", "--version"))
+    scratch = ("target",)  # cargo's build output, not the crate's
 
     def needs_setup(self, files: DependencyFiles) -> bool:
         return "Cargo.toml" in files
