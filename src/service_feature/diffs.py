@@ -342,3 +342,11 @@ def _take_quoted(text: str) -> tuple[str, str]:
     if index >= len(text):
         raise DiffError(f"unterminated quoted name: {text!r}")
     return out.decode("utf-8", errors="surrogateescape"), text[index + 1 :]
+
+
+def changed_paths(before: str, after: str) -> list[str]:
+    """The files whose change from the base differs between two diffs of the same base: what a step
+    between them (a command the agent ran) changed."""
+    old = {change.path: change for change in parse_diff(before)} if before.strip() else {}
+    new = {change.path: change for change in parse_diff(after)} if after.strip() else {}
+    return sorted(path for path in old.keys() | new.keys() if old.get(path) != new.get(path))

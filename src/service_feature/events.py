@@ -43,6 +43,7 @@ class Subjects:
     DEAD_LETTER = "deadletter.feature"
     STATUS_PREFIX = "status.feature"
     EXECUTOR_RUN = "executor.run"
+    EXECUTOR_COMMAND = "executor.command"
 
     @classmethod
     def status(cls, execution_id: str) -> str:
@@ -163,6 +164,26 @@ class RunSpec(BaseModel):
     diff: str
     language: Language
     test_command: str | None = None
+
+
+class CommandSpec(BaseModel):
+    """The agent's `run_command`: one shell command on its current tree (`run`: base commit + diff), in the
+    test sandbox and the project's environment (request of `executor.command`)."""
+
+    run: RunSpec
+    command: str = Field(min_length=1, max_length=20_000)
+    timeout_seconds: PositiveInt
+
+
+class CommandResult(BaseModel):
+    """What the command did: its exit code and output (head and tail when long), and the whole change from
+    the base commit afterwards (`diff`), which the agent's tree adopts. `error`: why it could not run."""
+
+    exit_code: int | None = None
+    timed_out: bool = False
+    output: str = ""
+    diff: str | None = None
+    error: str | None = None
 
 
 class Envelope(BaseModel):

@@ -112,7 +112,7 @@ def _subcommand(args: Sequence[str]) -> str:
     for arg in args:
         if takes_value:
             takes_value = False
-        elif arg in ("--git-dir", "-C", "-c"):
+        elif arg in ("--git-dir", "--work-tree", "-C", "-c"):
             takes_value = True
         elif not arg.startswith("-"):
             return arg
@@ -484,12 +484,21 @@ class Git:
             "apply", "--index", "--binary", "--whitespace=nowarn", "-", cwd=worktree, stdin=patch.encode()
         )
 
-    async def diff(self, worktree: Path, base: str) -> str:
-        """Everything changed since `base`, new files included, as a binary-safe unified diff. The prefixes
-        and name quoting are fixed, so no configuration can change how the diff names files: `git apply`
-        and the patch checks (`diffs.py`) read the same paths."""
-        await self.run("add", "--all", cwd=worktree)
+    async def diff(
+        self, worktree: Path, base: str, *, exclude: Sequence[str] = (), git_dir: Path | None = None
+    ) -> str:
+        """Everything changed since `base`, new files included, as a binary-safe unified diff, leaving out
+        the paths in `exclude`. The prefixes and name quoting are fixed, so no configuration can change how
+        the diff names files: `git apply` and the patch checks (`diffs.py`) read the same paths.
+
+        `git_dir`: the worktree's git directory, read before untrusted code ran in the worktree (see
+        `worktree_git_dir`); git then ignores the worktree's own `.git` file, which that code could have
+        pointed at a repository of its making (whose config runs commands)."""
+        explicit = ["--git-dir", str(git_dir), "--work-tree", str(worktree)] if git_dir else []
+        pathspec = ["--", ".", *(f":(exclude,literal){path}" for path in exclude)] if exclude else []
+        await self.run(*explicit, "add", "--all", *pathspec, cwd=worktree)
         return await self.run(
+            *explicit,
             "-c",
             "core.quotePath=true",
             "diff",
@@ -500,8 +509,19 @@ class Git:
             "--src-prefix=a/",
             "--dst-prefix=b/",
             base,
+            *pathspec,
             cwd=worktree,
         )
+
+    async def worktree_git_dir(self, worktree: Path) -> Path:
+        """The git directory of a worktree this Git made (its `.git` file's target)."""
+        return Path((await self.run("rev-parse", "--absolute-git-dir", cwd=worktree)).strip())
+
+    async def reset(self, worktree: Path, commit: str) -> None:
+        """The worktree back to `commit` exactly: tracked files reset, untracked ones removed (ignored
+        ones, such as build output, are kept)."""
+        await self.run("reset", "-q", "--hard", commit, cwd=worktree)
+        await self.run("clean", "-q", "-f", "-d", cwd=worktree)
 
     async def symlinks(self, worktree: Path, commit: str) -> list[str]:
         """The paths that are symbolic links in `commit`'s tree."""

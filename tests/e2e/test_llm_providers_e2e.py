@@ -3,6 +3,7 @@ speaking the provider's wire format (the official SDK over real HTTP), on a real
 branch. The same server answers the agent and the reviewer's model review, told apart by the tool offered."""
 
 import shutil
+import subprocess
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -255,3 +256,44 @@ async def test_the_repositorys_agents_file_reaches_the_models_first_request(
     assert system.index("<repository_instructions>\n") < system.index("<repository_map>\n")
     [listed] = [entry["content"] for entry in transcript if entry["kind"] == "instructions"]
     assert listed == {"files": ["AGENTS.md"], "truncated": []}
+
+
+REPRODUCE_EDIT_RERUN = [
+    [Call("run_command", {"command": "python -c 'from demo_app.greeting import greet'"})],
+    [
+        Call("write_file", {"path": "src/demo_app/greeting.py", "content": GREETING}),
+        Call("write_file", {"path": "tests/test_greeting.py", "content": GREETING_TEST}),
+    ],
+    [Call("run_command", {"command": "python -m pytest -q tests/test_greeting.py", "timeout_seconds": 60})],
+    [Call("run_command", {"command": "echo 'greet() says hello' > NOTES.md"})],
+    [Call("finish", {"summary": "added greet()"})],
+]
+
+
+@pytest.mark.parametrize("wire", [ANTHROPIC, OPENAI], ids=lambda wire: wire.kind)
+async def test_an_agent_reproduces_edits_and_reruns_one_test_with_run_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, origin: Path, scripts: Path, wire: Wire
+) -> None:
+    answers = AgentAndReviewer(wire, NO_FINDINGS, deque(REPRODUCE_EDIT_RERUN))
+    with wire.server(answers.responses()) as server:
+        env = _env(wire, server, server.api_key)
+        async with running_platform(tmp_path, monkeypatch, scripts, **env) as api:
+            await api.post("/api/v1/features", json=feature_request(origin, "cmd1"))
+            feature = await wait_for(api, "cmd1", FINAL, timeout=180)
+            transcript = (await api.get("/api/v1/features/cmd1/transcript")).json()["entries"]
+        recorded = list(server.requests)
+
+    assert feature["status"] == "delivered", feature["failure_reason"]
+    assert [wire.validate(request.body) for request in recorded] == [None] * len(recorded)
+    assert "run_command" in wire.tools(recorded[0].body)
+    results = [entry["content"] for entry in transcript if entry["kind"] == "tool"]
+    reproduced, rerun, noted = (r["result"] for r in results if r["name"] == "run_command")
+    assert reproduced.startswith("exit code 1\n")
+    assert "ModuleNotFoundError" in reproduced
+    assert rerun.startswith("exit code 0\n")
+    assert "1 passed" in rerun
+    assert noted.endswith("[changed: NOTES.md]")
+    shown = subprocess.run(
+        ["git", "--git-dir", str(origin), "show", "feature/cmd1:NOTES.md"], capture_output=True, text=True
+    )
+    assert shown.stdout == "greet() says hello\n"  # the command's file was delivered with the edits

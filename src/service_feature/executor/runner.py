@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import shlex
 import time
@@ -32,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from service_feature.events import RunSpec
+from service_feature.events import CommandResult, CommandSpec, RunSpec
 from service_feature.executor.baseline import classify
 from service_feature.executor.overrides import OVERRIDES_FILE, overrides_or_default
 from service_feature.executor.results import Counts
@@ -53,6 +54,7 @@ from service_feature.metrics import EXECUTIONS_ACTIVE
 from service_feature.models import TestCase, TestResult
 
 _TAIL_CHARS = 8000
+_HEAD_CHARS = 2000
 _MAX_FAILURES = 50
 
 
@@ -103,6 +105,13 @@ class Outcome:
             "duration_seconds": round(self.process.duration_seconds, 3),
             **({"no_tests": "the suite ran and found no test"} if no_tests else {}),
         }
+
+
+def head_and_tail(text: str, head: int = _HEAD_CHARS, tail: int = _TAIL_CHARS) -> str:
+    """`text`, or its head and tail with a note of what was left out between them."""
+    if len(text) <= head + tail:
+        return text
+    return f"{text[:head]}\n[… {len(text) - head - tail} characters left out …]\n{text[-tail:]}"
 
 
 def test_argv(spec: RunSpec, toolchain: Toolchain, home: str | None) -> list[str]:
@@ -183,6 +192,7 @@ class TestRunner:
             errored=counts.errored,
             skipped=counts.skipped,
             timed_out=patched.process.timed_out,
+            disk_quota_exceeded=patched.process.disk_quota_exceeded,
             duration_seconds=patched.process.duration_seconds,
             output_tail=patched.process.output[-_TAIL_CHARS:],
             failures=counts.failures[:_MAX_FAILURES],
@@ -223,6 +233,36 @@ class TestRunner:
             baseline=baseline,
             environment=env.describe(),
             untestable=toolchain.untestable(baseline, shlex.join(argv)),
+        )
+
+    async def run_command(self, spec: CommandSpec) -> CommandResult:
+        """The agent's `run_command`: `sh -c command` on the base commit plus `spec.run.diff`, in the test
+        sandbox and the project's environment (no network; the test run's limits, with the command's own
+        timeout, capped by the test timeout); the whole change from the base afterwards, leaving out what
+        the environment links into the workspace."""
+        run = spec.run
+        toolchain = toolchain_for(run.language)
+        if missing := toolchain.missing():
+            return CommandResult(error=missing)
+        async with self._slots:
+            mirror = await self._git.mirror(run.repository_url, commit=run.base_commit)
+            toolchain, run, base_files = await self._project(run, mirror, toolchain)
+            try:
+                toolchain, env, _ = await self._settled(run, mirror, toolchain, base_files)
+            except SetupFailed as error:
+                return CommandResult(error=f"the project's environment could not be set up: {error}")
+            async with self._worktree(run, mirror, "command") as workdir:
+                await self._git.apply(workdir, run.diff)
+                git_dir = await self._git.worktree_git_dir(workdir)  # before the command can touch it
+                process = await self._command(run, toolchain, env, workdir, spec)
+                after = await self._git.diff(
+                    workdir, run.base_commit, exclude=env.linked_paths(), git_dir=git_dir
+                )
+        return CommandResult(
+            exit_code=process.exit_code,
+            timed_out=process.timed_out,
+            output=head_and_tail(process.output),
+            diff=after,
         )
 
     def _not_run(self, command: str, reason: str, **fields: Any) -> TestResult:
@@ -343,6 +383,19 @@ class TestRunner:
         )
         return Outcome(process, measure(toolchain, process, workdir))
 
+    async def _command(
+        self, spec: RunSpec, toolchain: Toolchain, env: Environment, workdir: Path, command: CommandSpec
+    ) -> ProcessResult:
+        """The agent's command in `workdir`, set up as a test run is, with its own wall-time limit."""
+        env.link_into(workdir)
+        workspace = workspace_path(self._sandbox, workdir)
+        sandbox = with_readonly(self._sandbox, (*toolchain.readonly_paths(), *env.readonly_paths()))
+        variables = toolchain.environment(env.home(workspace), workspace, online=False)
+        wall = min(self._limits.wall_seconds, float(command.timeout_seconds))
+        limits = dataclasses.replace(self._limits, wall_seconds=wall)
+        argv = ["sh", "-c", command.command]
+        return await self._sandboxed(spec, sandbox, argv, workdir, variables, "command", limits=limits)
+
     # -- plumbing --------------------------------------------------------------------------------------
 
     async def _sandboxed(
@@ -353,6 +406,8 @@ class TestRunner:
         workdir: Path,
         env: Mapping[str, str],
         phase: str,
+        *,
+        limits: Limits | None = None,
     ) -> ProcessResult:
         """One sandboxed command, listed in `active` while it runs; raises ExecutionCancelled if stopped."""
         run_id = uuid.uuid4().hex[:12]
@@ -363,7 +418,7 @@ class TestRunner:
         EXECUTIONS_ACTIVE.inc()
         try:
             process = await sandbox.run(
-                argv, workdir=workdir, env=env, limits=self._limits, cancel=active.cancel
+                argv, workdir=workdir, env=env, limits=limits or self._limits, cancel=active.cancel
             )
         finally:
             del self.active[run_id]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
 from fastapi import APIRouter
@@ -13,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service_feature.bus.base import Bus
 from service_feature.events import (
+    CommandResult,
+    CommandSpec,
     Envelope,
     EnvironmentCompleted,
     EnvironmentRequested,
@@ -35,6 +38,8 @@ from service_feature.store.steps import Step, Steps, at, request_of
 from service_feature.store.tables import Execution, Feature
 
 log = structlog.get_logger(__name__)
+S = TypeVar("S")
+R = TypeVar("R")
 
 CONSUMER = "executor-tests"
 ENVIRONMENT_CONSUMER = "executor-environment"
@@ -86,6 +91,7 @@ class ExecutorService:
             gate=self._switch.wait_released,
         )
         await self._bus.serve(Subjects.EXECUTOR_RUN, "executor", self.run_interactively)
+        await self._bus.serve(Subjects.EXECUTOR_COMMAND, "executor", self.run_command)
         await self._bus.listen(f"{Subjects.STATUS_PREFIX}.*", self._stop_cancelled_features)
 
     async def _stop_cancelled_features(self, data: bytes) -> None:
@@ -95,12 +101,9 @@ class ExecutorService:
         if isinstance(event, StatusChanged) and event.status == FeatureStatus.cancelled:
             self.runner.cancel(envelope.execution_id)
 
-    async def _run_until_done(
-        self, spec: RunSpec, run: Callable[[RunSpec], Awaitable[TestResult]] | None = None
-    ) -> TestResult | None:
-        """Run the tests (or `run`, e.g. the preparation); a run stopped by the kill switch is rerun after
+    async def _run_until_done(self, spec: S, run: Callable[[S], Awaitable[R]]) -> R | None:
+        """`run` (the tests, the preparation, a command); a run stopped by the kill switch is rerun after
         release. None: the feature was cancelled."""
-        run = run or self.runner.run
         while True:
             await self._switch.wait_released()
             try:
@@ -125,7 +128,7 @@ class ExecutorService:
         result saying why, at once, never a silence the agent would wait out until its tool timeout."""
         try:
             spec = RunSpec.model_validate_json(data)
-            result = await self._run_until_done(spec)
+            result = await self._run_until_done(spec, self.runner.run)
             if result is None:
                 raise ExecutionCancelled("the feature was cancelled")
         except Exception as error:
@@ -133,6 +136,18 @@ class ExecutorService:
             result = TestResult(
                 command="", sandbox="", exit_code=None, errored=1, output_tail=f"test run failed: {error}"
             )
+        return result.model_dump_json().encode()
+
+    async def run_command(self, data: bytes) -> bytes:
+        """The agent's `run_command` tool; like `run_interactively`, it always answers, at once on error."""
+        try:
+            spec = CommandSpec.model_validate_json(data)
+            result = await self._run_until_done(spec, self.runner.run_command)
+            if result is None:
+                result = CommandResult(error="the feature was cancelled")
+        except Exception as error:
+            log.exception("executor.command_failed", error=repr(error))
+            result = CommandResult(error=f"the command could not run: {error}")
         return result.model_dump_json().encode()
 
     async def prepare(self, step: Step[EnvironmentRequested]) -> None:
@@ -168,7 +183,7 @@ class ExecutorService:
         if spec is None:
             return  # stale or duplicate: the feature has moved on
         with STAGE_DURATION.labels("tests").time():
-            result = await self._run_until_done(spec)
+            result = await self._run_until_done(spec, self.runner.run)
         if result is None:
             return  # the feature was cancelled while its tests ran
         log.info("executor.tests_done", execution_id=step.execution_id, attempt=attempt, **result.summary())

@@ -125,6 +125,12 @@ class Environment:
     def readonly_paths(self) -> tuple[Path, ...]:
         return (self.entry, *self.bound) if self.entry else ()
 
+    def linked_paths(self) -> list[str]:
+        """The workspace paths `link_into` makes: none of them is the repository's own change."""
+        if self.entry is None:
+            return []
+        return [ENV_DIR, *self.kept, *self.generated]
+
     def link_into(self, workdir: Path) -> None:
         """Point the workspace's home and kept dirs at the cache entry (replacing whatever is there). A
         kept dir is a real directory of links, one per entry, rather than one link: tools write beside

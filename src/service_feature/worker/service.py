@@ -26,9 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service_feature.bus.base import Bus
 from service_feature.config import WorkerSettings
+from service_feature.diffs import changed_paths
 from service_feature.errors import PermanentError, TransientError
 from service_feature.events import (
     AttemptRequested,
+    CommandResult,
+    CommandSpec,
     DeliveryRequested,
     EnvironmentCompleted,
     EnvironmentRequested,
@@ -67,7 +70,7 @@ from service_feature.worker.agent import AgentError, AgentResult, Budget, Record
 from service_feature.worker.instructions import Instructions, read_instructions
 from service_feature.worker.reasons import never_passed_reason, preparation_summary, untestable_reason
 from service_feature.worker.repomap import build_repo_map
-from service_feature.worker.tools import Toolbox, describe_tests
+from service_feature.worker.tools import Toolbox, ToolError, describe_command, describe_tests
 
 log = structlog.get_logger(__name__)
 
@@ -252,7 +255,13 @@ class WorkerService:
     ) -> AgentResult:
         request, worktree = attempt.request, workspace.worktree
         provider = self._provider(request.execution_id, attempt.start_turn)
-        toolbox = Toolbox(worktree, lambda: self._run_tests_now(request, attempt.base_commit, worktree))
+        toolbox = Toolbox(
+            worktree,
+            lambda: self._run_tests_now(request, attempt.base_commit, worktree),
+            run_command=lambda command, timeout: self._run_command_now(
+                request, attempt.base_commit, worktree, command, timeout
+            ),
+        )
         with STAGE_DURATION.labels("agent").time():
             return await run_agent(
                 provider,
@@ -299,20 +308,58 @@ class WorkerService:
 
     async def _run_tests_now(self, request: FeatureRequest, base_commit: str, worktree: Path) -> TestResult:
         """The agent's run_tests tool: an interactive executor run of the current working tree."""
-        spec = RunSpec(
-            execution_id=request.execution_id,
-            repository_url=request.repository_url,
-            base_commit=base_commit,
-            diff=await self._git.diff(worktree, base_commit),
-            language=request.specification.language,
-            test_command=request.test_command,
-        )
+        spec = self._run_spec(request, base_commit, await self._git.diff(worktree, base_commit))
         reply = await self._bus.request(
             Subjects.EXECUTOR_RUN,
             spec.model_dump_json().encode(),
             timeout=self._settings.tool_timeout_seconds,
         )
         return TestResult.model_validate_json(reply)
+
+    async def _run_command_now(
+        self, request: FeatureRequest, base_commit: str, worktree: Path, command: str, timeout: int
+    ) -> str:
+        """The agent's run_command tool: the executor runs it on a copy of the current tree; the files it
+        changed there come back to the worktree, through the same checks as the agent's own edits."""
+        before = await self._git.diff(worktree, base_commit)
+        spec = CommandSpec(
+            run=self._run_spec(request, base_commit, before), command=command, timeout_seconds=timeout
+        )
+        reply = await self._bus.request(
+            Subjects.EXECUTOR_COMMAND,
+            spec.model_dump_json().encode(),
+            timeout=self._settings.tool_timeout_seconds,
+        )
+        result = CommandResult.model_validate_json(reply)
+        if result.error is not None:
+            raise ToolError(result.error)
+        changes = await self._adopt(worktree, base_commit, before, result.diff or before)
+        told = describe_command(result.exit_code, result.timed_out, timeout, result.output, changes)
+        if result.timed_out:
+            raise ToolError(told)  # an error result: the model should not read on as if it had finished
+        return told
+
+    async def _adopt(self, worktree: Path, base_commit: str, before: str, after: str) -> str:
+        """Make the worktree hold `after` (the whole change from the base) if it is safe; what changed."""
+        changed = changed_paths(before, after)
+        if not changed:
+            return "no file in the repository changed"
+        if refusal := await refuse_unsafe(self._git, worktree, base_commit, after):
+            return f"its changes were discarded: {refusal}"
+        await self._git.reset(worktree, base_commit)
+        await self._git.apply(worktree, after)
+        shown = ", ".join(changed[:20]) + (f" and {len(changed) - 20} more" if len(changed) > 20 else "")
+        return f"changed: {shown}"
+
+    def _run_spec(self, request: FeatureRequest, base_commit: str, diff: str) -> RunSpec:
+        return RunSpec(
+            execution_id=request.execution_id,
+            repository_url=request.repository_url,
+            base_commit=base_commit,
+            diff=diff,
+            language=request.specification.language,
+            test_command=request.test_command,
+        )
 
     def _store_transcript(
         self, session: Any, feature: Feature, attempt: int, transcript: list[tuple[str, dict[str, Any]]]

@@ -63,6 +63,8 @@ class ToolOutcome:
 
 
 TestRunner = Callable[[], Awaitable[TestResult]]
+CommandRunner = Callable[[str, int], Awaitable[str]]  # (command, timeout seconds) -> what the model reads
+DEFAULT_COMMAND_SECONDS = 120
 
 
 def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -99,6 +101,14 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
         "run_tests", "Run the repository's test suite in the sandbox and return the result.", _schema({}, [])
     ),
     ToolSpec(
+        "run_command",
+        "Run one shell command (sh -c) in the repository root, in the test sandbox with the project's "
+        "environment and no network: reproduce a failure, run one test, check an import, run a linter. "
+        f"timeout_seconds defaults to {DEFAULT_COMMAND_SECONDS}. Files it changes inside the repository "
+        "are kept; anything outside is discarded.",
+        _schema({"command": _STR, "timeout_seconds": _INT}, ["command"]),
+    ),
+    ToolSpec(
         "finish",
         "Declare the change complete, with a short summary.",
         _schema({"summary": _STR}, ["summary"]),
@@ -108,9 +118,17 @@ TOOL_NAMES = frozenset(spec.name for spec in TOOL_SPECS)
 
 
 class Toolbox:
-    def __init__(self, root: Path, run_tests: TestRunner, *, time_limit: float = FILE_TOOL_SECONDS) -> None:
+    def __init__(
+        self,
+        root: Path,
+        run_tests: TestRunner,
+        *,
+        run_command: CommandRunner | None = None,
+        time_limit: float = FILE_TOOL_SECONDS,
+    ) -> None:
         self.root = root.resolve()
         self._run_tests = run_tests
+        self._run_command = run_command
         self._time_limit = time_limit
         # One file operation at a time: a thread the call stopped waiting for still holds it until it ends.
         self._lock = threading.Lock()
@@ -127,6 +145,8 @@ class Toolbox:
             if name == "run_tests":
                 return ToolOutcome(describe_tests(await self._run_tests()))
             check_arguments(name, arguments)
+            if name == "run_command":
+                return ToolOutcome(_printable(_bounded(await self._command(**arguments))))
             if name == "finish":
                 return ToolOutcome(str(arguments.get("summary", "")), finished=True)
             return ToolOutcome(_bounded(await self._run_file_tool(name, arguments)))
@@ -135,6 +155,15 @@ class Toolbox:
         except Exception as error:  # whatever failed, the model gets the failure and the agent goes on
             log.warning("worker.tool_failed", tool=name, error=type(error).__name__, exc_info=True)
             return ToolOutcome(self.describe_failure(name, arguments, error), is_error=True)
+
+    async def _command(self, command: str, timeout_seconds: int = DEFAULT_COMMAND_SECONDS) -> str:
+        if self._run_command is None:
+            raise ToolError("run_command is not available here")
+        if not command.strip():
+            raise ToolError("command must not be empty")
+        if timeout_seconds < 1:
+            raise ToolError("timeout_seconds must be at least 1")
+        return await self._run_command(command, timeout_seconds)
 
     async def _run_file_tool(self, name: str, arguments: dict[str, Any]) -> str:
         handler: Callable[..., str] = getattr(self, f"_{name}")
@@ -447,6 +476,19 @@ def _syntax_note(target: Path, content: str) -> str:
     except (ValueError, RecursionError, MemoryError) as error:  # a null byte, nesting too deep to parse
         return f"\nwarning: Python cannot compile this file ({type(error).__name__})"
     return ""
+
+
+def describe_command(
+    result_exit: int | None, timed_out: bool, timeout: int, output: str, changes: str
+) -> str:
+    """A command's result as the model reads it: how it ended, its output, what it changed."""
+    if timed_out:
+        head = f"timed out after {timeout} s (stopped)"
+    elif result_exit is None:
+        head = "did not finish"
+    else:
+        head = f"exit code {result_exit}"
+    return f"{head}\n{output.rstrip()}\n[{changes}]" if output.strip() else f"{head}\n[{changes}]"
 
 
 def describe_tests(result: TestResult) -> str:

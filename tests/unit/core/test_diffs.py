@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from service_feature.diffs import DiffError, DiffLine, FileChange, FileStatus, parse_diff
+from service_feature.diffs import DiffError, DiffLine, FileChange, FileStatus, changed_paths, parse_diff
 from service_feature.patchcheck import check_patch_paths
 
 _GIT_ENV = {
@@ -354,3 +354,20 @@ def test_a_binary_patch_ends_at_the_first_line_that_is_not_base85() -> None:
         "KcmZ?wbN~PV00030\n\n--- a/ok\n+++ b/../../etc/passwd\n@@ -1 +1 @@\n-a\n+b\n"
     )
     assert check_patch_paths(diff) == ["../../etc/passwd: path leaves the repository ('..')"]
+
+
+def test_changed_paths_are_the_files_whose_change_differs() -> None:
+    one = (
+        "diff --git a/a.txt b/a.txt\nnew file mode 100644\n--- /dev/null\n+++ b/a.txt\n@@ -0,0 +1 @@\n+one\n"
+    )
+    two = (
+        "diff --git a/a.txt b/a.txt\nnew file mode 100644\n--- /dev/null\n+++ b/a.txt\n@@ -0,0 +1 @@\n+two\n"
+    )
+    other = (
+        "diff --git a/b.txt b/b.txt\nnew file mode 100644\n--- /dev/null\n+++ b/b.txt\n@@ -0,0 +1 @@\n+b\n"
+    )
+    assert changed_paths(one, one) == []
+    assert changed_paths(one, two) == ["a.txt"]
+    assert changed_paths(one, one + other) == ["b.txt"]
+    assert changed_paths(one + other, "") == ["a.txt", "b.txt"]
+    assert changed_paths("", "") == []

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from service_feature.models import TestResult
-from service_feature.worker.tools import MAX_ARGUMENT_CHARS, TOOL_NAMES, Toolbox, ToolOutcome
+from service_feature.worker.tools import (
+    MAX_ARGUMENT_CHARS,
+    TOOL_NAMES,
+    Toolbox,
+    ToolOutcome,
+    describe_command,
+)
 
 
 async def _no_tests() -> TestResult:
@@ -39,6 +45,7 @@ def test_tool_names_are_the_documented_ones() -> None:
         "edit_file",
         "delete_file",
         "run_tests",
+        "run_command",
         "finish",
     } == TOOL_NAMES
 
@@ -311,3 +318,38 @@ async def test_a_failed_test_run_is_an_error_without_host_paths(repo: Path) -> N
     outcome = await Toolbox(repo, crashing).call("run_tests", {})
     assert outcome.is_error
     assert outcome.content == "run_tests failed: RuntimeError: cannot read src/app.py\\x00 nor <path>"
+
+
+async def test_run_command_goes_to_the_runner_with_its_timeout(repo: Path) -> None:
+    calls: list[tuple[str, int]] = []
+
+    async def run_command(command: str, timeout: int) -> str:
+        calls.append((command, timeout))
+        return "exit code 0\nok\n[no file in the repository changed]"
+
+    tools = Toolbox(repo, _no_tests, run_command=run_command)
+    outcome = await tools.call("run_command", {"command": "pytest -q tests/test_x.py"})
+    assert (outcome.is_error, outcome.content) == (
+        False,
+        "exit code 0\nok\n[no file in the repository changed]",
+    )
+    await tools.call("run_command", {"command": "true", "timeout_seconds": 5})
+    assert calls == [("pytest -q tests/test_x.py", 120), ("true", 5)]
+    assert (await tools.call("run_command", {"command": "  "})).is_error
+    assert (await tools.call("run_command", {"command": "true", "timeout_seconds": 0})).is_error
+    assert (await tools.call("run_command", {})).is_error
+
+
+async def test_run_command_without_an_executor_is_a_tool_error(tools: Toolbox) -> None:
+    outcome = await tools.call("run_command", {"command": "true"})
+    assert outcome.is_error
+    assert "not available" in outcome.content
+
+
+def test_a_commands_result_reads_how_it_ended_then_its_output() -> None:
+    assert describe_command(1, False, 120, "E  assert 1 == 2\n", "changed: a.py") == (
+        "exit code 1\nE  assert 1 == 2\n[changed: a.py]"
+    )
+    assert describe_command(None, True, 5, "", "no file in the repository changed").startswith(
+        "timed out after 5 s (stopped)\n"
+    )
