@@ -21,7 +21,6 @@ import time
 import uuid
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -29,24 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from service_feature.bus.embedded import EmbeddedNatsServer
 from service_feature.demo import create_origin
 from tests.support.cluster import Cluster, issue_admin_key
+from tests.support.databases import admin_sql
 from tests.support.platform import EXAMPLES, call, feature_request, greeting_turns, turn, write_script
 
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TURN_LATENCY_MS = 200
-
-
-async def _admin(statement: str) -> None:
-    connection = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
 
 
 def run_once(workers: int, features: int, root: Path) -> float:
     """Deliver `features` features with `workers` worker processes; returns features per minute."""
     database = f"sf_bench_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{database}"'))
+    asyncio.run(admin_sql(f'CREATE DATABASE "{database}"'))
     nats = EmbeddedNatsServer(root / "nats")
     asyncio.run(nats.start())
     origin = create_origin(EXAMPLES / "demo-repo", root / "origin")
@@ -102,7 +93,7 @@ def run_once(workers: int, features: int, root: Path) -> float:
     finally:
         cluster.stop()
         asyncio.run(nats.stop())
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
 
 
 def main() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,9 +11,8 @@ import asyncpg
 import pytest
 
 from service_feature.bus.embedded import EmbeddedNatsServer
+from tests.support.databases import POSTGRES_ADMIN_DSN, admin_sql
 from tests.support.platform import origin  # noqa: F401 - a fixture
-
-POSTGRES_ADMIN_DSN = os.environ.get("SF_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture
@@ -26,24 +24,16 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNatsServer]:
     await server.stop()
 
 
-async def _admin(statement: str) -> None:
-    connection = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A database of its own on the machine's PostgreSQL, dropped afterwards."""
     name = f"sf_test_{uuid.uuid4().hex[:12]}"
     try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError) as error:
         pytest.fail(f"PostgreSQL is not usable at {POSTGRES_ADMIN_DSN}: {error}")
     yield POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -1,0 +1,185 @@
+"""Gateway submissions per second against bare FastAPI validating the same body, side by side in one run.
+
+The gateway: `service-feature gateway` as its own process on PostgreSQL (a fresh database) and the
+machine's NATS, one uvicorn worker, an admin key, the per-key admission limits lifted. The baseline: a bare
+FastAPI app in the same kind of process that validates the same `FeatureRequest` body and answers 202.
+Load: wrk (Debian's package), 2 threads, 32 connections, every request a new `execution_id` (a Lua script),
+for `--seconds`; then again after `--backlog` more features are stored and queued, to see whether the rate
+stays flat as features accumulate. Printed: requests/s, p50/p99 latency, non-2xx counts, and the ratios.
+
+    .venv/bin/python bench/bench_gateway.py [--seconds 10] [--backlog 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' process helpers
+
+from service_feature.bus.embedded import free_port
+from tests.support.cluster import Cluster, issue_admin_key
+from tests.support.databases import admin_sql
+
+NATS_URL = "nats://127.0.0.1:4222"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "demo-feature.json"
+
+BARE_APP = """
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from service_feature.models import FeatureRequest
+
+app = FastAPI()
+
+
+@app.post("/api/v1/features", status_code=202)
+async def submit(request: FeatureRequest) -> JSONResponse:
+    return JSONResponse({"execution_id": request.execution_id, "status": "queued"}, status_code=202)
+"""
+
+WRK_SCRIPT = """
+local made = 0
+function setup(thread)
+  made = made + 1
+  thread:set("id", made)
+end
+local counter = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer KEY"
+request = function()
+  counter = counter + 1
+  local execution_id = string.format("RUN%02d%010d", id, counter)
+  return wrk.format(nil, "/api/v1/features", nil, string.gsub(TEMPLATE, "EXECUTION_ID", execution_id))
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %d\\n", summary.requests, summary.errors.status,
+    latency:percentile(50), latency:percentile(99), summary.duration))
+end
+"""
+
+
+def body_template() -> str:
+    request = json.loads(EXAMPLE.read_text())
+    request["execution_id"] = "EXECUTION_ID"
+    # An allow-listed host the gateway resolves without a network (this machine reaches no forge).
+    request["repository_url"] = "https://127.0.0.1/example/repo.git"
+    return json.dumps(request)
+
+
+def wrk(url: str, key: str, seconds: int, scratch: Path) -> dict[str, float]:
+    run = uuid.uuid4().hex[:8]  # a new id per request: this run's prefix, the wrk thread, a counter
+    script = scratch / f"submit-{run}.lua"
+    template = body_template().replace("\\", "\\\\").replace('"', '\\"')
+    script.write_text(f'TEMPLATE = "{template}"\n' + WRK_SCRIPT.replace("KEY", key).replace("RUN", run))
+    out = subprocess.run(
+        ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found = re.search(r"RESULT (\d+ \d+ \d+ \d+ \d+)", out)
+    if found is None:
+        raise SystemExit(f"wrk said:\n{out}")
+    requests, non_2xx, p50, p99, duration = (int(x) for x in found.group(1).split())
+    return {
+        "rps": requests / (duration / 1e6),
+        "p50_ms": p50 / 1000,
+        "p99_ms": p99 / 1000,
+        "non_2xx": non_2xx,
+        "requests": requests,
+    }
+
+
+def start_bare(scratch: Path) -> tuple[subprocess.Popen[bytes], str]:
+    (scratch / "bare_app.py").write_text(textwrap.dedent(BARE_APP))
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level", "warning"],
+        cwd=scratch,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(url + "/docs")
+    return process, url
+
+
+def wait_until_up(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def report(name: str, figures: dict[str, float]) -> None:
+    print(
+        f"  {name:<34} {figures['rps']:8.1f} req/s   p50 {figures['p50_ms']:7.1f} ms   "
+        f"p99 {figures['p99_ms']:7.1f} ms   non-2xx {int(figures['non_2xx'])}"
+    )
+
+
+def main(seconds: int, backlog: int) -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="sf-bench-gateway-"))
+    database = f"sf_bench_{uuid.uuid4().hex[:10]}"
+    asyncio.run(admin_sql(f'CREATE DATABASE "{database}"'))
+    database_url = f"postgres://postgres@127.0.0.1:5432/{database}"
+    env = {"LOG_LEVEL": "WARNING", "REPOSITORY_ALLOWLIST": "127.0.0.1"}
+    cluster = Cluster(scratch / "cluster", database_url, NATS_URL, env=env)
+    bare, bare_url = start_bare(scratch)
+    try:
+        cluster.migrate()
+        key = asyncio.run(issue_admin_key(database_url))
+        gateway = cluster.start("gateway")
+        cluster.wait_ready()
+        wrk(bare_url, key, 2, scratch)  # warm-up, both sides
+        wrk(gateway.url, key, 2, scratch)
+        baseline = wrk(bare_url, key, seconds, scratch)
+        empty = wrk(gateway.url, key, seconds, scratch)
+        filled = 0
+        while filled < backlog:  # store and queue more features through the gateway itself
+            batch = wrk(gateway.url, key, 5, scratch)
+            if batch["requests"] == batch["non_2xx"]:
+                raise SystemExit(f"the gateway accepted nothing: {batch} (see {gateway.log})")
+            filled += int(batch["requests"] - batch["non_2xx"])
+        loaded = wrk(gateway.url, key, seconds, scratch)
+        print(f"gateway submissions against bare FastAPI validating the same body ({seconds} s each, wrk)")
+        report("bare FastAPI (validation only)", baseline)
+        report("gateway, empty store", empty)
+        report(f"gateway, {filled + int(empty['requests']):,} features stored", loaded)
+        print(f"ratio gateway / bare: {empty['rps'] / baseline['rps']:.3f}x (goal >= 0.25x)")
+        print(f"ratio loaded / empty: {loaded['rps'] / empty['rps']:.2f}x (goal: flat)")
+    finally:
+        bare.terminate()
+        cluster.stop()
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--backlog", type=int, default=5000)
+    arguments = parser.parse_args()
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    main(arguments.seconds, arguments.backlog)
