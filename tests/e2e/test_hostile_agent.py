@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from service_feature.demo import create_origin
 from service_feature.worker.agent import STORED_CHARS
 from service_feature.worker.tools import MAX_ARGUMENT_CHARS
 from tests.support.platform import (
@@ -121,3 +122,92 @@ async def test_a_hostile_agent_is_answered_with_errors_and_the_platform_stays_he
     stored = json.dumps(transcript)
     assert str(tmp_path) not in stored
     assert len(stored) < 10 * STORED_CHARS  # the 3 MB argument is stored as head, tail, size and digest
+
+
+def _origin_with(tmp_path: Path, name: str, files: dict[str, str]) -> Path:
+    template = tmp_path / f"{name}-template"
+    shutil.copytree(EXAMPLES / "demo-repo", template)
+    for path, content in files.items():
+        (template / path).write_text(content)
+    return create_origin(template, tmp_path / name)
+
+
+@contextlib.asynccontextmanager
+async def _listener() -> AsyncIterator[tuple[int, list[bytes]]]:
+    """A service on the host's loopback that records every connection made to it."""
+    received: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read(200))
+        writer.close()
+
+    server = await asyncio.start_server(record, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], received
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.timeout(420)
+async def test_a_full_hostile_pass_leaves_the_platform_healthy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripts: Path, origin: Path
+) -> None:
+    """Every case of the hostile probe against one platform in one run (setup reaching for the host, a
+    disk hog, the hostile agent, the gateway's 500s), then an ordinary feature, which is delivered."""
+    write_script(scripts, greeting_turns())
+    write_script(scripts, _hostile_turns(), name="agent")
+    hog = [
+        turn(call("run_command", command="head -c 100M /dev/zero > /tmp/hog; ls -l /tmp/hog")),
+        *greeting_turns(),
+    ]
+    write_script(scripts, hog, name="hog")
+    async with _listener() as (port, received):
+        reacher = _origin_with(
+            tmp_path,
+            "reacher",
+            {"requirements.txt": f"--find-links http://127.0.0.1:{port}/\nsix\n"},
+        )
+        env = {"SANDBOX_DISK_QUOTA_MB": "32", "SF_SUBMIT_RATE_PER_MINUTE": "1000"}
+        async with (
+            running_platform(tmp_path, monkeypatch, scripts, **env) as api,
+            _health_polled(api) as health,
+        ):
+            submissions = [
+                feature_request(reacher, "reacher"),
+                feature_request(_hostile_origin(tmp_path), "agent"),
+                feature_request(origin, "hog"),
+            ]
+            for submission in submissions:
+                assert (await api.post("/api/v1/features", json=submission)).status_code == 202
+            lone = feature_request(origin, "bad")
+            lone["specification"]["title"] = "\ud800"
+            surrogate = json.dumps(lone, ensure_ascii=True)
+            bad = await api.post(
+                "/api/v1/features", content=surrogate, headers={"content-type": "application/json"}
+            )
+            race = await asyncio.gather(
+                *(api.post("/api/v1/features", json=feature_request(origin, "race")) for _ in range(10))
+            )
+            ended = {
+                s["execution_id"]: await wait_for(api, s["execution_id"], FINAL, 300) for s in submissions
+            }
+            transcript = (await api.get("/api/v1/features/hog/transcript")).json()["entries"]
+            await api.post("/api/v1/features", json=feature_request(origin, "after"))
+            after = await wait_for(api, "after", FINAL, timeout=180)
+
+    assert received == []  # setup never reached the host's loopback
+    assert ended["reacher"]["status"] in {"delivered", "failed"}, ended["reacher"]
+    assert ended["agent"]["status"] == "delivered", ended["agent"]["failure_reason"]
+    assert ended["hog"]["status"] == "delivered", ended["hog"]["failure_reason"]
+    hogged = next(
+        e["content"]["result"]
+        for e in transcript
+        if e["kind"] == "tool" and e["content"]["name"] == "run_command"
+    )
+    assert "No space left on device" in hogged, hogged
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["type"] == "string_unicode"
+    assert sorted(r.status_code for r in race) == [200] * 9 + [202]
+    assert set(health) == {200}
+    assert after["status"] == "delivered", after["failure_reason"]
