@@ -215,3 +215,29 @@ async def test_a_bare_request_on_the_bus_creates_the_feature(harness: Harness) -
     )
     assert await harness.deliver(Envelope.of("bare1", FeatureRequested(request=request))) == "acked"
     assert (await harness.feature("bare1")).status == FeatureStatus.preparing
+
+
+async def test_a_commands_changes_are_adopted_only_through_the_patch_checks(tmp_path: Path) -> None:
+    """What run_command changed comes back to the agent's worktree as a whole diff from the base; a diff
+    the patch checks refuse (here a new symbolic link) leaves the worktree as it was."""
+    origin = create_origin(EXAMPLES / "demo-repo", tmp_path / "origin")
+    git = Git(tmp_path / "git", timeout=30, allow_local=True)
+    mirror = await git.mirror(str(origin))
+    base = await git.resolve_branch(mirror, "main")
+    worktree = await git.worktree(mirror, tmp_path / "wt", base)
+    (worktree / "mine.txt").write_text("the agent's\n")
+    before = await git.diff(worktree, base)
+
+    scratch = await git.worktree(mirror, tmp_path / "scratch", base)
+    await git.apply(scratch, before)
+    (scratch / "made-by-command.txt").write_text("from the command\n")
+    adopted = await git.diff(scratch, base)
+    (scratch / "escape").symlink_to("/etc")
+    refused = await git.diff(scratch, base)
+
+    worker = WorkerService(WorkerSettings(), None, None, None, git, _Switch())  # type: ignore[arg-type]
+    assert (await worker._adopt(worktree, base, before, refused)).startswith("its changes were discarded: ")
+    assert not (worktree / "made-by-command.txt").exists()
+    assert (await worker._adopt(worktree, base, before, adopted)) == "changed: made-by-command.txt"
+    assert (worktree / "made-by-command.txt").read_text() == "from the command\n"
+    assert (worktree / "mine.txt").read_text() == "the agent's\n"
