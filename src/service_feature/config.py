@@ -162,6 +162,7 @@ class ReviewerSettings(LLMSettings):
 class ExecutorSettings(CommonSettings):
     service_name: str = Field("feature_executor", alias="SERVICE_NAME")
     sandbox_enabled: bool = Field(True, alias="SANDBOX_ENABLED")
+    sandbox_docker_image: str = Field("python:3.11-slim", alias="SANDBOX_DOCKER_IMAGE")
     sandbox_type: Literal["auto", "bwrap", "docker", "process"] = Field("auto", alias="SANDBOX_TYPE")
     sandbox_memory_limit_mb: int = Field(2048, alias="SANDBOX_MEMORY_LIMIT_MB", ge=64)
     # The host uid (and gid) bwrap sandboxes run as when the executor is root; 0 means root, on purpose only.

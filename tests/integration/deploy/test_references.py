@@ -119,8 +119,8 @@ def read_by_the_code() -> frozenset[str]:
 
 def test_the_code_readers_are_found() -> None:
     # The finders above find what they must, so the checks below mean something.
-    assert {"DATABASE_URL", "SF_ADMIN_KEY", "REDIS_URL", "SANDBOX_TYPE"} <= settings_aliases()
-    assert {"OTEL_EXPORTER_OTLP_ENDPOINT", "SANDBOX_DOCKER_IMAGE"} <= environment_reads()
+    assert {"DATABASE_URL", "SF_ADMIN_KEY", "REDIS_URL", "SANDBOX_DOCKER_IMAGE"} <= settings_aliases()
+    assert {"OTEL_EXPORTER_OTLP_ENDPOINT", "SF_API_URL"} <= environment_reads()
     assert "NOT_A_SETTING" not in read_by_the_code()
     sample = ast.parse('import os\nNAME = "VIA_CONSTANT"\nos.environ.get(NAME)\nos.environ["DIRECT"]\n')
     assert _environment_reads(sample) == {"VIA_CONSTANT", "DIRECT"}

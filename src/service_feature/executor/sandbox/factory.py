@@ -7,21 +7,18 @@ be an explicit `SANDBOX_ENABLED=false`, and even then it is logged as a warning.
 
 from __future__ import annotations
 
-import os
-
 import structlog
 
 from service_feature.config import ExecutorSettings
 from service_feature.executor.sandbox.base import Limits, Sandbox
 from service_feature.executor.sandbox.bwrap import BwrapSandbox
-from service_feature.executor.sandbox.docker import DEFAULT_IMAGE, DockerSandbox
+from service_feature.executor.sandbox.docker import DockerSandbox
 from service_feature.executor.sandbox.process import ProcessSandbox
 from service_feature.executor.sandbox.userns import identity_for
 
 _log = structlog.get_logger()
 
 # Not in ExecutorSettings yet; read here with a default until it is.
-DOCKER_IMAGE_VARIABLE = "SANDBOX_DOCKER_IMAGE"
 
 
 class SandboxUnavailableError(RuntimeError):
@@ -77,8 +74,7 @@ def create_sandbox(settings: ExecutorSettings, *, network: bool = False) -> Sand
         return _logged(sandbox)
     docker_error = DockerSandbox.probe_error()
     if docker_error is None:
-        image = os.environ.get(DOCKER_IMAGE_VARIABLE, DEFAULT_IMAGE)
-        return _logged(DockerSandbox(image=image, network=network))
+        return _logged(DockerSandbox(image=settings.sandbox_docker_image, network=network))
     if kind == "docker":
         raise SandboxUnavailableError(f"SANDBOX_TYPE=docker but no Docker engine answers: {docker_error}")
     raise SandboxUnavailableError(
