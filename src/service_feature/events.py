@@ -165,6 +165,18 @@ class RunSpec(BaseModel):
     language: Language
     test_command: str | None = None
 
+    @classmethod
+    def of(cls, request: FeatureRequest, base_commit: str, diff: str) -> RunSpec:
+        """A run of the request's repository at `base_commit` plus `diff`, the request's way."""
+        return cls(
+            execution_id=request.execution_id,
+            repository_url=request.repository_url,
+            base_commit=base_commit,
+            diff=diff,
+            language=request.specification.language,
+            test_command=request.test_command,
+        )
+
 
 class CommandSpec(BaseModel):
     """The agent's `run_command`: one shell command on its current tree (`run`: base commit + diff), in the

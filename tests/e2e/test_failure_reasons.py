@@ -1,16 +1,14 @@
 """Failures a user can act on, through the HTTP API of the real embedded platform: a base commit that cannot
 be tested fails before any model call, and a repository that cannot be cloned says which and why."""
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from service_feature.demo import create_origin
 from tests.support.platform import (
-    EXAMPLES,
     FINAL,
     PlatformClient,
+    demo_origin_with,
     feature_request,
     greeting_turns,
     running_platform,
@@ -22,15 +20,6 @@ from tests.support.remotes import stall_first_fetch
 BROKEN_CONFTEST = 'raise RuntimeError("the base is broken on purpose")\n'
 
 
-def _origin_with(tmp_path: Path, files: dict[str, str]) -> Path:
-    """The demo project with extra files, as a bare origin."""
-    template = tmp_path / "template"
-    shutil.copytree(EXAMPLES / "demo-repo", template)
-    for name, content in files.items():
-        (template / name).write_text(content)
-    return create_origin(template, tmp_path / "broken-origin")
-
-
 async def _statuses(api: PlatformClient, execution_id: str) -> list[str]:
     events = (await api.get(f"/api/v1/features/{execution_id}/events")).json()["events"]
     return [e["status"] for e in events if e["type"].startswith("status.")]
@@ -39,7 +28,7 @@ async def _statuses(api: PlatformClient, execution_id: str) -> list[str]:
 async def test_a_base_that_cannot_be_tested_fails_before_any_model_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripts: Path
 ) -> None:
-    origin = _origin_with(tmp_path, {"conftest.py": BROKEN_CONFTEST})
+    origin = demo_origin_with(tmp_path, "broken-origin", {"conftest.py": BROKEN_CONFTEST})
     write_script(scripts, greeting_turns())  # would deliver, were the agent ever called
     async with running_platform(tmp_path, monkeypatch, scripts) as api:
         await api.post("/api/v1/features", json=feature_request(origin, "untestable"))

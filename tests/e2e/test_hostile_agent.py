@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from service_feature.demo import create_origin
 from service_feature.worker.agent import STORED_CHARS
 from service_feature.worker.tools import MAX_ARGUMENT_CHARS
 from tests.support.platform import (
@@ -22,6 +21,7 @@ from tests.support.platform import (
     FINAL,
     PlatformClient,
     call,
+    demo_origin_with,
     feature_request,
     greeting_turns,
     running_platform,
@@ -124,14 +124,6 @@ async def test_a_hostile_agent_is_answered_with_errors_and_the_platform_stays_he
     assert len(stored) < 10 * STORED_CHARS  # the 3 MB argument is stored as head, tail, size and digest
 
 
-def _origin_with(tmp_path: Path, name: str, files: dict[str, str]) -> Path:
-    template = tmp_path / f"{name}-template"
-    shutil.copytree(EXAMPLES / "demo-repo", template)
-    for path, content in files.items():
-        (template / path).write_text(content)
-    return create_origin(template, tmp_path / name)
-
-
 @contextlib.asynccontextmanager
 async def _listener() -> AsyncIterator[tuple[int, list[bytes]]]:
     """A service on the host's loopback that records every connection made to it."""
@@ -163,7 +155,7 @@ async def test_a_full_hostile_pass_leaves_the_platform_healthy(
     ]
     write_script(scripts, hog, name="hog")
     async with _listener() as (port, received):
-        reacher = _origin_with(
+        reacher = demo_origin_with(
             tmp_path,
             "reacher",
             {"requirements.txt": f"--find-links http://127.0.0.1:{port}/\nsix\n"},

@@ -2,7 +2,6 @@
 speaking the provider's wire format (the official SDK over real HTTP), on a real git origin, to a delivered
 branch. The same server answers the agent and the reviewer's model review, told apart by the tool offered."""
 
-import shutil
 import subprocess
 from collections import deque
 from collections.abc import Callable
@@ -12,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from service_feature.demo import create_origin
 from service_feature.llm.base import Usage
 from service_feature.llm.pricing import cost_usd
 from service_feature.reviewer.model_review import TOOL_NAME
@@ -28,10 +26,10 @@ from tests.support.llm_servers import (
     validate_openai_request,
 )
 from tests.support.platform import (
-    EXAMPLES,
     FINAL,
     GREETING,
     GREETING_TEST,
+    demo_origin_with,
     feature_request,
     running_platform,
     wait_for,
@@ -237,10 +235,8 @@ HEADER_RULE = "Start every new Python file with the line `# Part of demo-app.`"
 async def test_the_repositorys_agents_file_reaches_the_models_first_request(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripts: Path, wire: Wire
 ) -> None:
-    template = tmp_path / "template"
-    shutil.copytree(EXAMPLES / "demo-repo", template)
-    (template / "AGENTS.md").write_text(f"# Working on demo-app\n\n{HEADER_RULE}\n")
-    origin = create_origin(template, tmp_path / "with-agents")
+    agents = f"# Working on demo-app\n\n{HEADER_RULE}\n"
+    origin = demo_origin_with(tmp_path, "with-agents", {"AGENTS.md": agents})
     answers = AgentAndReviewer(wire, NO_FINDINGS)
     with wire.server(answers.responses()) as server:
         env = _env(wire, server, server.api_key)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -70,6 +71,15 @@ def feature_request(
         request.pop("execution_id")
     request.update(overrides)
     return request
+
+
+def demo_origin_with(tmp_path: Path, name: str, files: dict[str, str]) -> Path:
+    """The demo project with `files` written over it, as a bare origin under `tmp_path / name`."""
+    template = tmp_path / f"{name}-template"
+    shutil.copytree(EXAMPLES / "demo-repo", template)
+    for path, content in files.items():
+        (template / path).write_text(content)
+    return create_origin(template, tmp_path / name)
 
 
 @pytest.fixture

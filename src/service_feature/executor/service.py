@@ -208,13 +208,5 @@ async def _patched_spec(session: AsyncSession, feature: Feature) -> RunSpec:
 
 def run_spec(feature: Feature, diff: str) -> RunSpec:
     """What a run of this feature's base commit plus `diff` needs, from its stored request."""
-    request = request_of(feature)
     assert feature.base_commit is not None  # set at checkout, before any run
-    return RunSpec(
-        execution_id=feature.execution_id,
-        repository_url=feature.repository_url,
-        base_commit=feature.base_commit,
-        diff=diff,
-        language=request.specification.language,
-        test_command=request.test_command,
-    )
+    return RunSpec.of(request_of(feature), feature.base_commit, diff)

@@ -308,7 +308,7 @@ class WorkerService:
 
     async def _run_tests_now(self, request: FeatureRequest, base_commit: str, worktree: Path) -> TestResult:
         """The agent's run_tests tool: an interactive executor run of the current working tree."""
-        spec = self._run_spec(request, base_commit, await self._git.diff(worktree, base_commit))
+        spec = RunSpec.of(request, base_commit, await self._git.diff(worktree, base_commit))
         reply = await self._bus.request(
             Subjects.EXECUTOR_RUN,
             spec.model_dump_json().encode(),
@@ -323,7 +323,7 @@ class WorkerService:
         changed there come back to the worktree, through the same checks as the agent's own edits."""
         before = await self._git.diff(worktree, base_commit)
         spec = CommandSpec(
-            run=self._run_spec(request, base_commit, before), command=command, timeout_seconds=timeout
+            run=RunSpec.of(request, base_commit, before), command=command, timeout_seconds=timeout
         )
         reply = await self._bus.request(
             Subjects.EXECUTOR_COMMAND,
@@ -350,16 +350,6 @@ class WorkerService:
         await self._git.apply(worktree, after)
         shown = ", ".join(changed[:20]) + (f" and {len(changed) - 20} more" if len(changed) > 20 else "")
         return f"changed: {shown}"
-
-    def _run_spec(self, request: FeatureRequest, base_commit: str, diff: str) -> RunSpec:
-        return RunSpec(
-            execution_id=request.execution_id,
-            repository_url=request.repository_url,
-            base_commit=base_commit,
-            diff=diff,
-            language=request.specification.language,
-            test_command=request.test_command,
-        )
 
     def _store_transcript(
         self, session: Any, feature: Feature, attempt: int, transcript: list[tuple[str, dict[str, Any]]]
