@@ -26,6 +26,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from service_feature.auth import Principal
 from service_feature.bus.base import Bus
 from service_feature.config import GatewaySettings
+from service_feature.gateway.dashboard import dashboard_router
 from service_feature.gateway.deps import (
     AdminDep,
     AnyoneDep,
@@ -45,6 +46,7 @@ from service_feature.gateway.schemas import (
     HumanDecision,
     Rejection,
 )
+from service_feature.gateway.streams import streams_router
 from service_feature.git import RepositoryRefused, check_repository_host, check_repository_url
 from service_feature.killswitch import KillSwitch
 from service_feature.lifecycle import FeatureStatus
@@ -87,6 +89,8 @@ def feature_router(
     bound = APIRouter(dependencies=[Depends(GatewayBinding(gateway))], max_body_size=settings.max_body_bytes)
     bound.include_router(router)
     bound.include_router(listing_router(settings.max_page_size))
+    bound.include_router(streams_router)
+    bound.include_router(dashboard_router)
     if bus is not None and switch is not None:
         bound.include_router(killswitch_router)
     return bound
