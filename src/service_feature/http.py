@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service_feature import __version__
 from service_feature.metrics import HTTP_REQUESTS
@@ -38,17 +39,35 @@ def create_app(
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.middleware("http")
-    async def count_requests(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        route = request.scope.get("route")
-        HTTP_REQUESTS.labels(
-            getattr(route, "path", "unmatched"), request.method, str(response.status_code)
-        ).inc()
-        return response
-
+    app.add_middleware(RequestCounter)
     for router in routers:
         app.include_router(router)
     return app
+
+
+class RequestCounter:
+    """Counts every HTTP request by route template, method and status (`sf_http_requests_total`).
+
+    Plain ASGI rather than Starlette's `BaseHTTPMiddleware`, which wraps each response in a task and a
+    stream of its own: that cost a sixth of a submission's time, and it holds event streams (SSE) back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what the server answers when the app fails before it starts a response
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")  # the router leaves the matched route in the shared scope
+            HTTP_REQUESTS.labels(getattr(route, "path", "unmatched"), scope["method"], str(status)).inc()
