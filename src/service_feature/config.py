@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service_feature.git import PushCredentials
+from service_feature.models import DeliveryMode
 
 
 class CommonSettings(BaseSettings):
@@ -135,8 +136,23 @@ class WorkerSettings(LLMSettings):
     tool_timeout_seconds: float = Field(600.0, alias="SF_TOOL_TIMEOUT_SECONDS", gt=0)
     git_author_name: str = Field("Service Feature", alias="SF_GIT_AUTHOR_NAME")
     git_author_email: str = Field("service-feature@localhost", alias="SF_GIT_AUTHOR_EMAIL")
+    git_committer_name: str | None = Field(None, alias="SF_GIT_COMMITTER_NAME")
+    git_committer_email: str | None = Field(None, alias="SF_GIT_COMMITTER_EMAIL")
+    # An SSH private key file: delivered commits are signed with it (git's gpg.format=ssh).
+    git_signing_key: Path | None = Field(None, alias="SF_GIT_SIGNING_KEY")
     git_push_username: str = Field("x-access-token", alias="GIT_PUSH_USERNAME")
     git_push_token: SecretStr | None = Field(None, alias="GIT_PUSH_TOKEN")
+    delivery_mode: DeliveryMode = Field(DeliveryMode.branch, alias="DELIVERY_MODE")
+    # Where people open the platform (the gateway's URL): pull requests link to the feature's transcript.
+    public_url: str | None = Field(None, alias="SF_PUBLIC_URL")
+    github_token: SecretStr | None = Field(None, alias="GITHUB_TOKEN")
+    github_api_url: str = Field("https://api.github.com", alias="GITHUB_API_URL")
+    gitlab_token: SecretStr | None = Field(None, alias="GITLAB_TOKEN")
+    gitlab_url: str = Field("https://gitlab.com", alias="GITLAB_URL")
+    gitea_token: SecretStr | None = Field(None, alias="GITEA_TOKEN")
+    gitea_url: str | None = Field(None, alias="GITEA_URL")
+    # More forge accounts, one per repository host: [{"kind", "host", "api_url", "token"}] (docs/delivery.md).
+    forges_json: SecretStr | None = Field(None, alias="SF_FORGES_JSON")
 
     @property
     def push_credentials(self) -> PushCredentials | None:

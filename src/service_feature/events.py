@@ -30,6 +30,7 @@ class Subjects:
     REVIEW_REQUESTED = "feature.review.requested"
     ATTEMPT_REQUESTED = "feature.attempts.requested"
     DELIVERY_REQUESTED = "feature.delivery.requested"
+    CLOSURE_REQUESTED = "feature.closure.requested"
     WORK = (
         FEATURE_REQUESTS,
         ENVIRONMENT_REQUESTED,
@@ -39,6 +40,7 @@ class Subjects:
         REVIEW_REQUESTED,
         ATTEMPT_REQUESTED,
         DELIVERY_REQUESTED,
+        CLOSURE_REQUESTED,
     )
     DEAD_LETTER = "deadletter.feature"
     STATUS_PREFIX = "status.feature"
@@ -117,11 +119,22 @@ class ReviewRequested(_Event):
 
 
 class DeliveryRequested(_Event):
-    """The worker commits and pushes attempt `attempt`'s patch (approved by the reviewer or a person)."""
+    """The worker commits and pushes attempt `attempt`'s patch (approved by the reviewer or a person).
+    `draft`: the reviewer held it for a person; in pull-request delivery the worker opens the pull request
+    as a draft meanwhile (in branch delivery there is nothing to do until the person decides)."""
 
     subject: ClassVar[str] = Subjects.DELIVERY_REQUESTED
     type: Literal["delivery.requested"] = "delivery.requested"
     attempt: PositiveInt
+    draft: bool = False
+
+
+class ClosureRequested(_Event):
+    """The feature ended undelivered (cancelled, rejected): the worker closes its pull request, if any."""
+
+    subject: ClassVar[str] = Subjects.CLOSURE_REQUESTED
+    type: Literal["closure.requested"] = "closure.requested"
+    reason: str
 
 
 class StatusChanged(_Event):
@@ -150,6 +163,7 @@ Event = Annotated[
     | TestsCompleted
     | ReviewRequested
     | DeliveryRequested
+    | ClosureRequested
     | StatusChanged,
     Field(discriminator="type"),
 ]

@@ -530,27 +530,45 @@ class Git:
 
     # -- delivery --------------------------------------------------------------------------------------
 
-    async def commit(self, worktree: Path, message: str, author: Author, timestamp: str) -> str:
-        """Commit the index with fixed identity and dates, so a redone delivery makes the same commit."""
+    async def commit(
+        self,
+        worktree: Path,
+        message: str,
+        author: Author,
+        timestamp: str,
+        *,
+        committer: Author | None = None,
+        signing_key: Path | None = None,
+    ) -> str:
+        """Commit the index with fixed identity and dates, so a redone delivery makes the same commit (an
+        SSH signature with an Ed25519 key is deterministic too). `signing_key`: an SSH private key file the
+        commit is signed with; without it, the commit is never signed, whatever a config says."""
+        committer = committer or author
         identity = {
             "GIT_AUTHOR_NAME": author.name,
             "GIT_AUTHOR_EMAIL": author.email,
-            "GIT_COMMITTER_NAME": author.name,
-            "GIT_COMMITTER_EMAIL": author.email,
+            "GIT_COMMITTER_NAME": committer.name,
+            "GIT_COMMITTER_EMAIL": committer.email,
             "GIT_AUTHOR_DATE": timestamp,
             "GIT_COMMITTER_DATE": timestamp,
         }
+        signing = (
+            ["-c", "gpg.format=ssh", "-c", f"user.signingkey={signing_key}"]
+            if signing_key is not None
+            else []
+        )
         await self.run("add", "--all", cwd=worktree)
         await self.run(
             "commit",
             "--no-verify",
-            "--no-gpg-sign",
+            "--gpg-sign" if signing_key is not None else "--no-gpg-sign",
             "-q",
             "-F",
             "-",
             cwd=worktree,
             stdin=message.encode(),
             env=identity,
+            options=signing,
         )
         return (await self.run("rev-parse", "HEAD", cwd=worktree)).strip()
 

@@ -86,8 +86,26 @@ class Specification(StrictModel):
     language: Language
 
 
+class DeliveryMode(StrEnum):
+    """How a tested, reviewed change reaches the repository: a branch `feature/<id>`, or that branch and a
+    pull request (a merge request on GitLab) opened on its forge."""
+
+    branch = "branch"
+    pull_request = "pull_request"
+
+
+class FollowUp(StrictModel):
+    """A feature that answers a review comment on one of the platform's pull requests: it starts from the
+    pull request's branch (the request's `branch`), pushes its commit onto that branch, and replies in the
+    comment's thread (GitHub: the comment id; GitLab: the discussion id; Gitea: the comment id)."""
+
+    pull_request: Annotated[int, Field(ge=1)]
+    thread_id: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
 class FeatureRequest(StrictModel):
-    """The reference design's example request. `execution_id` is generated when absent."""
+    """The reference design's example request. `execution_id` is generated when absent; `delivery` is the
+    worker's DELIVERY_MODE when absent."""
 
     execution_id: ExecutionId = Field(default_factory=new_execution_id)
     repository_url: Annotated[
@@ -104,6 +122,8 @@ class FeatureRequest(StrictModel):
     test_command: (
         Annotated[str, StringConstraints(min_length=1, max_length=2_000, pattern=_NO_NUL)] | None
     ) = None
+    delivery: DeliveryMode | None = None
+    follow_up: FollowUp | None = None
 
 
 class TestOutcome(StrEnum):

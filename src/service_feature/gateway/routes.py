@@ -61,6 +61,7 @@ from service_feature.store.features import (
     latest_review,
     list_features,
     move,
+    request_closure,
     request_delivery,
     transcript_of,
 )
@@ -311,7 +312,9 @@ async def cancel(execution_id: ExecutionId, principal: SubmitterDep, gateway: Ga
     def apply(session: AsyncSession, feature: Feature) -> None:
         if FeatureStatus(feature.status).is_terminal:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"feature is already {feature.status}")
-        move(session, feature, FeatureStatus.cancelled, reason=f"cancelled by {principal.name}")
+        reason = f"cancelled by {principal.name}"
+        move(session, feature, FeatureStatus.cancelled, reason=reason)
+        request_closure(session, feature, reason)
 
     return await change(gateway, execution_id, principal, apply)
 
@@ -341,5 +344,6 @@ async def reject(
         check_awaiting_approval(feature)
         reason = f"rejected by {principal.name}: {decision.reason}"
         move(session, feature, FeatureStatus.rejected, reason=reason)
+        request_closure(session, feature, reason)
 
     return await change(gateway, execution_id, principal, apply)

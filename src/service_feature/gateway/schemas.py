@@ -25,6 +25,7 @@ class FeatureOut(BaseModel):
     base_commit: str | None
     delivered_branch: str | None
     delivered_commit: str | None
+    pull_request_url: str | None = None
     preparation: dict[str, Any] | None = Field(
         description="The setup and baseline run on the base commit before any model call: setup outcome "
         "and seconds, whether the environment was cached, the baseline's counts, and when the base cannot "
@@ -55,6 +56,7 @@ class FeatureOut(BaseModel):
             base_commit=feature.base_commit,
             delivered_branch=feature.delivered_branch,
             delivered_commit=feature.delivered_commit,
+            pull_request_url=feature.pull_request_url,
             preparation=feature.preparation,
             test_summary=feature.test_summary,
             review_summary=feature.review_summary,

@@ -168,6 +168,8 @@ class ReviewerService:
             move(session, feature, _NEXT_STATUS[result.decision], reason=reason, detail=result.summary())
             if result.decision is Decision.approve:
                 request_delivery(session, feature)
+            elif result.decision is Decision.needs_human:
+                request_delivery(session, feature, draft=True)
 
         await step.commit(current, decide)
 

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service_feature.events import (
+    ClosureRequested,
     DeliveryRequested,
     Envelope,
     Event,
@@ -128,9 +129,15 @@ def append_event(
     session.add(FeatureEvent(execution_id=execution_id, type=event_type, status=status.value, detail=detail))
 
 
-def request_delivery(session: AsyncSession, feature: Feature) -> None:
-    """Queue the delivery of the feature's current attempt: after the reviewer's approval or a person's."""
-    emit(session, feature.execution_id, DeliveryRequested(attempt=feature.attempts))
+def request_delivery(session: AsyncSession, feature: Feature, *, draft: bool = False) -> None:
+    """Queue the delivery of the feature's current attempt: after the reviewer's approval or a person's;
+    `draft`, while a person decides (pull-request delivery opens the pull request as a draft)."""
+    emit(session, feature.execution_id, DeliveryRequested(attempt=feature.attempts, draft=draft))
+
+
+def request_closure(session: AsyncSession, feature: Feature, reason: str) -> None:
+    """The feature ended undelivered: its pull request, if one was opened, is closed with the reason."""
+    emit(session, feature.execution_id, ClosureRequested(reason=reason))
 
 
 def add_outbox(session: AsyncSession, subject: str, envelope: Envelope) -> None:

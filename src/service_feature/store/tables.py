@@ -62,6 +62,9 @@ class Feature(Base):
     base_commit: Mapped[str | None] = mapped_column(String(64))
     delivered_branch: Mapped[str | None] = mapped_column(String(255))
     delivered_commit: Mapped[str | None] = mapped_column(String(64))
+    # Pull-request delivery: the pull request (merge request) opened for the feature's branch.
+    pull_request_url: Mapped[str | None] = mapped_column(Text)
+    pull_request_number: Mapped[int | None] = mapped_column(Integer)
     # The executor's setup and baseline run on the base commit, before any model call (see lifecycle).
     preparation: Mapped[dict[str, Any] | None]
     test_summary: Mapped[dict[str, Any] | None]

@@ -17,19 +17,20 @@ import functools
 import shutil
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service_feature import __version__
 from service_feature.bus.base import Bus
 from service_feature.config import WorkerSettings
 from service_feature.diffs import changed_paths
 from service_feature.errors import PermanentError, TransientError
 from service_feature.events import (
     AttemptRequested,
+    ClosureRequested,
     CommandResult,
     CommandSpec,
     DeliveryRequested,
@@ -42,6 +43,7 @@ from service_feature.events import (
     TestsCompleted,
     TestsRequested,
 )
+from service_feature.forges.base import PullRequest
 from service_feature.git import Author, Git, GitError, RepositoryRefused
 from service_feature.killswitch import KillSwitch
 from service_feature.lifecycle import FeatureStatus
@@ -51,22 +53,23 @@ from service_feature.llm.gated import GatedProvider
 from service_feature.llm.pricing import cost_usd, price_for
 from service_feature.llm.scripted import ScriptedProvider, load_script
 from service_feature.metrics import STAGE_DURATION, count_llm_usage
-from service_feature.models import FeatureRequest, TestResult
+from service_feature.models import DeliveryMode, FeatureRequest, TestResult
 from service_feature.patchcheck import check_patch_paths
 from service_feature.store.database import Database
 from service_feature.store.features import (
+    append_event,
     claim_message,
     create_feature,
     emit,
     find_feature,
-    latest_review,
     move,
     patch_for,
 )
 from service_feature.store.outbox import OutboxRelay
 from service_feature.store.steps import Step, Steps, at, request_of
-from service_feature.store.tables import Feature, Patch, Review, TranscriptEntry
+from service_feature.store.tables import Feature, Patch, TranscriptEntry
 from service_feature.worker.agent import AgentError, AgentResult, Budget, Recorder, run_agent, task_message
+from service_feature.worker.delivery import Delivery, PullRequests, load_delivery, mode_of
 from service_feature.worker.instructions import Instructions, read_instructions
 from service_feature.worker.reasons import never_passed_reason, preparation_summary, untestable_reason
 from service_feature.worker.repomap import build_repo_map
@@ -76,6 +79,10 @@ log = structlog.get_logger(__name__)
 
 _CHARS_PER_TOKEN = 4  # about, for English and code: what a token budget allows of a file's text
 _CHECKOUT_FROM = frozenset({FeatureStatus.queued, FeatureStatus.checking_out})
+# A feature that ended undelivered: its pull request, if any, is closed.
+_CLOSING = frozenset(
+    {FeatureStatus.cancelled.value, FeatureStatus.rejected.value, FeatureStatus.failed.value}
+)
 
 
 class WorkerService:
@@ -96,6 +103,7 @@ class WorkerService:
         self._bus = bus
         self._git = git
         self._steps = Steps(database, relay)
+        self._pull_requests = PullRequests(settings)
 
     async def stop(self) -> None:
         if "_api_provider" in vars(self):  # built on first use only
@@ -108,6 +116,7 @@ class WorkerService:
             ("worker-attempts", AttemptRequested, self.generate),
             ("worker-test-results", TestsCompleted, self.judge_tests),
             ("worker-delivery", DeliveryRequested, self.deliver),
+            ("worker-closures", ClosureRequested, self.close),
         )
         for durable, event_type, handle in consumers:
             await self._bus.consume(
@@ -394,31 +403,107 @@ class WorkerService:
     # -- delivery --------------------------------------------------------------------------------------
 
     async def deliver(self, step: Step[DeliveryRequested]) -> None:
-        current = at(FeatureStatus.delivering)
-        loaded = await step.read(current, _load_delivery)
-        if loaded is None:
+        """Commit and push the patch to `feature/<id>`; in pull-request delivery, open (or update) the
+        branch's pull request too. A feature the reviewer held for a person gets its pull request as a
+        draft meanwhile and stays `awaiting_approval`; in branch delivery nothing is pushed until then."""
+        held = step.event.draft
+        current = at(FeatureStatus.awaiting_approval if held else FeatureStatus.delivering)
+        delivery = await step.read(current, self._load_delivery)
+        if delivery is None or (held and not delivery.drafts):
             return
-        request, patch, review, base_commit, created_at = loaded
-        branch = f"feature/{request.execution_id}"
-        path = self._worktree_path(request.execution_id)
-        with STAGE_DURATION.labels("delivery").time(), _sorted("delivery"):
-            mirror = await self._git.mirror(request.repository_url, commit=base_commit)
-            worktree = await self._git.worktree(mirror, path, base_commit)
-            if refusal := await refuse_unsafe(self._git, worktree, base_commit, patch.diff):
-                raise PermanentError(refusal)
-            await self._git.apply(worktree, patch.diff)
-            message = commit_message(request, patch.summary, review.result if review else None)
-            author = Author(self._settings.git_author_name, self._settings.git_author_email)
-            commit = await self._git.commit(worktree, message, author, created_at.isoformat())
-            await self._git.push(worktree, request.repository_url, commit, branch)
+        with STAGE_DURATION.labels("delivery").time():
+            commit = await self._push(delivery)
+            pull_request = await self._publish(delivery, commit, held=held)
 
         def record(session: AsyncSession, feature: Feature) -> None:
-            feature.delivered_branch, feature.delivered_commit = branch, commit
-            move(session, feature, FeatureStatus.delivered, detail={"branch": branch, "commit": commit})
+            detail: dict[str, Any] = {"branch": delivery.branch, "commit": commit}
+            if pull_request is not None:
+                feature.pull_request_url, feature.pull_request_number = pull_request.url, pull_request.number
+                detail["pull_request"] = pull_request.url
+            if held:
+                status = FeatureStatus.awaiting_approval
+                append_event(session, feature.execution_id, "pull_request.drafted", status, detail)
+                return
+            feature.delivered_branch, feature.delivered_commit = delivery.branch, commit
+            move(session, feature, FeatureStatus.delivered, detail=detail)
 
-        await step.commit(current, record)
+        if not await step.commit(current, record) and held and pull_request is not None:
+            await self._close_if_ended(step.execution_id, delivery.request)
+        log.info("worker.delivered", execution_id=step.execution_id, commit=commit, held=held)
+
+    async def _publish(self, delivery: Delivery, commit: str, *, held: bool) -> PullRequest | None:
+        """Pull-request delivery: a follow-up answers its review thread; anything else opens or updates
+        the branch's pull request."""
+        if delivery.mode is not DeliveryMode.pull_request:
+            return None
+        if delivery.request.follow_up is not None:
+            return await self._pull_requests.reply(delivery, commit)
+        facts = delivery.facts(held=held, public_url=self._settings.public_url)
+        return await self._pull_requests.publish(delivery, facts)
+
+    async def _load_delivery(self, session: AsyncSession, feature: Feature) -> Delivery:
+        return await load_delivery(session, feature, self._settings)
+
+    async def _push(self, delivery: Delivery) -> str:
+        """The patch committed on the base commit and pushed to the feature's branch; the commit's id."""
+        path = self._worktree_path(delivery.request.execution_id)
+        with _sorted("delivery"):
+            mirror = await self._git.mirror(delivery.request.repository_url, commit=delivery.base_commit)
+            worktree = await self._git.worktree(mirror, path, delivery.base_commit)
+            if refusal := await refuse_unsafe(self._git, worktree, delivery.base_commit, delivery.patch.diff):
+                raise PermanentError(refusal)
+            await self._git.apply(worktree, delivery.patch.diff)
+            message = commit_message(
+                delivery.request, delivery.patch.summary, delivery.review, models=delivery.models
+            )
+            commit = await self._git.commit(
+                worktree,
+                message,
+                Author(self._settings.git_author_name, self._settings.git_author_email),
+                delivery.created_at.isoformat(),
+                committer=self._committer(),
+                signing_key=self._settings.git_signing_key,
+            )
+            await self._git.push(worktree, delivery.request.repository_url, commit, delivery.branch)
         await self._git.remove_worktree(mirror, path)
-        log.info("worker.delivered", execution_id=request.execution_id, branch=branch, commit=commit)
+        return commit
+
+    def _committer(self) -> Author | None:
+        name, email = self._settings.git_committer_name, self._settings.git_committer_email
+        if name is None and email is None:
+            return None
+        return Author(name or self._settings.git_author_name, email or self._settings.git_author_email)
+
+    async def _close_if_ended(self, execution_id: str, request: FeatureRequest) -> None:
+        """A draft opened while the feature was being cancelled or rejected: close it again."""
+        async with self._database.transaction() as session:
+            feature = await find_feature(session, execution_id)
+            ended = feature is not None and feature.status in _CLOSING
+            reason = (feature.failure_reason or feature.status) if feature is not None else ""
+        if ended:
+            await self._pull_requests.close(request, reason or "the feature ended")
+
+    async def close(self, step: Step[ClosureRequested]) -> None:
+        """Close the pull request of a feature that ended undelivered (pull-request delivery only)."""
+
+        def ended(feature: Feature) -> bool:
+            return feature.status in _CLOSING
+
+        async def gather(_: AsyncSession, feature: Feature) -> tuple[FeatureRequest, FeatureStatus]:
+            return request_of(feature), FeatureStatus(feature.status)
+
+        loaded = await step.read(ended, gather)
+        if loaded is None or mode_of(loaded[0], self._settings) is not DeliveryMode.pull_request:
+            return
+        request, status = loaded
+        closed = await self._pull_requests.close(request, step.event.reason)
+
+        def record(session: AsyncSession, feature: Feature) -> None:
+            if closed is not None:
+                detail = {"pull_request": closed.url, "reason": step.event.reason}
+                append_event(session, feature.execution_id, "pull_request.closed", status, detail)
+
+        await step.commit(ended, record)
 
     # -- shared ----------------------------------------------------------------------------------------
 
@@ -445,15 +530,6 @@ class _Workspace:
     worktree: Path
     repo_map: str
     instructions: Instructions
-
-
-async def _load_delivery(
-    session: AsyncSession, feature: Feature
-) -> tuple[FeatureRequest, Patch, Review | None, str, datetime]:
-    patch = await patch_for(session, feature.execution_id, feature.attempts)
-    review = await latest_review(session, feature.execution_id)
-    assert patch is not None and feature.base_commit is not None
-    return request_of(feature), patch, review, feature.base_commit, feature.created_at
 
 
 @contextlib.contextmanager
@@ -497,9 +573,12 @@ def _recorder(transcript: list[tuple[str, dict[str, Any]]], provider: str) -> Re
 _FINDINGS_IN_MESSAGE = 20
 
 
-def commit_message(request: FeatureRequest, summary: str, review: dict[str, Any] | None) -> str:
+def commit_message(
+    request: FeatureRequest, summary: str, review: dict[str, Any] | None, *, models: tuple[str, ...] = ()
+) -> str:
     """The delivered commit's message: the request, the agent's summary, and the review that let it
-    through (decision, score, reasons, findings), so the branch explains itself without the platform."""
+    through (decision, score, reasons, findings), so the branch explains itself without the platform;
+    trailers name the execution, the models that wrote it and the platform's version."""
     spec = request.specification
     lines = [spec.title, ""]
     if spec.description:
@@ -527,4 +606,6 @@ def commit_message(request: FeatureRequest, summary: str, review: dict[str, Any]
                 ]
         lines += [""]
     lines += [f"Execution-Id: {request.execution_id}"]
+    lines += [f"Model: {model}" for model in models]
+    lines += [f"Generated-By: service-feature {__version__}"]
     return "\n".join(lines) + "\n"

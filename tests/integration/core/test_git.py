@@ -106,3 +106,40 @@ async def test_repository_hooks_never_run(git: Git, origin: Path, tmp_path: Path
     (tree / "f.txt").write_text("x")
     await git.commit(tree, "msg\n", Author("a", "a@a"), "2026-01-01T00:00:00+00:00")
     assert not canary.exists()
+
+
+async def test_a_commit_names_its_committer_and_is_signed_with_the_ssh_key(
+    git: Git, origin: Path, tmp_path: Path
+) -> None:
+    key = tmp_path / "signing"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    mirror = await git.mirror(str(origin))
+    base = await git.resolve_branch(mirror, "main")
+    commits = []
+    for name in ("s1", "s2"):
+        tree = await git.worktree(mirror, tmp_path / "wt" / name, base)
+        (tree / "signed.txt").write_text("signed\n")
+        commits.append(
+            await git.commit(
+                tree,
+                "Signed\n",
+                Author("Bot", "bot@example.com"),
+                "2026-01-01T00:00:00+00:00",
+                committer=Author("Platform", "platform@example.com"),
+                signing_key=key,
+            )
+        )
+    assert commits[0] == commits[1]  # an Ed25519 SSH signature is deterministic: a redone delivery matches
+    show = ["git", "-C", str(tree), "log", "-1", "--format=%an <%ae>|%cn <%ce>", commits[0]]
+    assert subprocess.run(show, capture_output=True, text=True, check=True).stdout.strip() == (
+        "Bot <bot@example.com>|Platform <platform@example.com>"
+    )
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"platform@example.com {(tmp_path / 'signing.pub').read_text()}")
+    verify = subprocess.run(
+        ["git", "-C", str(tree), "-c", f"gpg.ssh.allowedSignersFile={signers}", "verify-commit", commits[0]],
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert 'Good "git" signature for platform@example.com' in verify.stderr

@@ -1,16 +1,13 @@
 """The git adapter against hostile or heavy repositories, and push credentials that never touch disk.
 
-An HTTPS git server (`git http-backend` behind a TLS test server, its certificate trusted through the
-workspace's own git config) stands in for a forge: cloning is anonymous, pushing needs a token."""
+An HTTPS git server (tests/support/git_https.py) stands in for a forge: cloning is anonymous, pushing
+needs a token."""
 
 import base64
 import os
 import shutil
-import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ import pytest
 from service_feature import git as git_module
 from service_feature.git import Author, Git, GitError, PushCredentials, RepositoryRefused
 from service_feature.patchcheck import check_patch_paths
+from tests.support.git_https import GitServer, git_https_server
 
 TOKEN = "ghp_" + "s3cr3t" * 6
 IDENTITY = {
@@ -33,82 +31,14 @@ def _git(*args: str, cwd: Path | None = None) -> str:
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
-class _Forge:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.authorizations: list[tuple[str, str]] = []  # (path, Authorization header)
-
-
-def _handler(forge: _Forge) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _serve(self) -> None:
-            path, _, query = self.path.partition("?")
-            authorization = self.headers.get("Authorization", "")
-            forge.authorizations.append((self.path, authorization))
-            pushing = "git-receive-pack" in self.path
-            expected = "Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
-            if pushing and authorization != expected:
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="forge"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
-            env = {
-                "PATH": os.environ["PATH"],
-                "GIT_PROJECT_ROOT": str(forge.root),
-                "GIT_HTTP_EXPORT_ALL": "1",
-                "REQUEST_METHOD": self.command,
-                "PATH_INFO": path,
-                "QUERY_STRING": query,
-                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-                "CONTENT_LENGTH": str(len(body)),
-                "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-                "REMOTE_USER": "pusher" if pushing else "",
-                "REMOTE_ADDR": "127.0.0.1",
-            }
-            out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
-            head, _, payload = out.partition(b"\r\n\r\n")
-            headers = [line.split(":", 1) for line in head.decode().split("\r\n") if ":" in line]
-            status = next((int(v.split()[0]) for k, v in headers if k.lower() == "status"), 200)
-            self.send_response(status)
-            for key, value in headers:
-                if key.lower() != "status":
-                    self.send_header(key, value.strip())
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = _serve
-
-    return Handler
-
-
 @pytest.fixture
-def forge(tmp_path: Path, origin: Path) -> Iterator[tuple[str, _Forge, Path]]:
+def forge(tmp_path: Path, origin: Path) -> Iterator[tuple[str, GitServer, Path]]:
     """(https URL of a copy of `origin`, the server's record, the CA file to trust)."""
     root = tmp_path / "forge"
     root.mkdir()
     shutil.copytree(origin, root / "repo.git")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    record = _Forge(root)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(record))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}/repo.git", record, cert
-    server.shutdown()
+    with git_https_server(root, username="x-access-token", token=TOKEN) as server:
+        yield server.repository_url("repo"), server, server.cert
 
 
 def _trusting(root: Path, cert: Path, **options: object) -> Git:
@@ -123,7 +53,7 @@ def _files_containing(root: Path, needle: bytes) -> list[Path]:
 
 
 async def test_a_push_token_reaches_the_forge_and_nowhere_else(
-    tmp_path: Path, forge: tuple[str, _Forge, Path]
+    tmp_path: Path, forge: tuple[str, GitServer, Path]
 ) -> None:
     url, record, cert = forge
     workspace = tmp_path / "workspaces"
@@ -185,7 +115,7 @@ async def test_a_download_is_stopped_as_soon_as_it_outgrows_the_limit(
 
 
 async def test_a_shallow_mirror_still_builds_and_delivers(
-    tmp_path: Path, forge: tuple[str, _Forge, Path]
+    tmp_path: Path, forge: tuple[str, GitServer, Path]
 ) -> None:
     url, record, cert = forge
     credentials = PushCredentials("x-access-token", TOKEN)

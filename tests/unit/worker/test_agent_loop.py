@@ -349,12 +349,13 @@ def test_the_commit_message_carries_the_review() -> None:
             },
         ],
     }
-    message = commit_message(request, "added greet()", review)
+    message = commit_message(request, "added greet()", review, models=("claude-x", "gpt-y"))
     assert message.startswith("Add greeting\n\nRequirements:\n- Greet\n")
     assert "Review: approve (risk score 5)\n- risk score 5 is within MAX_RISK_SCORE=50\n" in message
     assert "- [low] policy.outside-targets README.md:3: a file outside target_files changed\n" in message
     assert "- [info] semgrep.missing: not run\n" in message
-    assert message.endswith("Execution-Id: msg1\n")
+    trailers = "Execution-Id: msg1\nModel: claude-x\nModel: gpt-y\nGenerated-By: service-feature 0.1.0\n"
+    assert message.endswith("\n\n" + trailers)  # one trailer block, last, as git interpret-trailers reads it
 
 
 # -- hostile models: huge arguments, tools that fail unexpectedly (issue 12, items 3 and 4) -------------
