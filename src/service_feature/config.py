@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service_feature.git import PushCredentials
-from service_feature.models import DeliveryMode
+from service_feature.models import DeliveryMode, Language
 
 
 class CommonSettings(BaseSettings):
@@ -95,6 +95,20 @@ class GatewaySettings(CommonSettings):
     max_body_bytes: int = Field(1_000_000, alias="SF_MAX_BODY_BYTES", ge=1024)
     max_queued_per_key: int = Field(20, alias="SF_MAX_QUEUED_PER_KEY", ge=1)
     redis_url: str | None = Field(None, alias="REDIS_URL")
+    # Forge webhooks (docs/delivery.md): a forge's route answers only when its secret is set.
+    webhook_secret_github: SecretStr | None = Field(None, alias="SF_WEBHOOK_SECRET_GITHUB")
+    webhook_secret_gitlab: SecretStr | None = Field(None, alias="SF_WEBHOOK_SECRET_GITLAB")
+    webhook_secret_gitea: SecretStr | None = Field(None, alias="SF_WEBHOOK_SECRET_GITEA")
+    webhook_label: str = Field("service-feature", alias="SF_WEBHOOK_LABEL", min_length=1)
+    webhook_handle: str = Field("service-feature", alias="SF_WEBHOOK_HANDLE", min_length=1)
+    # Who may trigger a feature: repository paths (`acme/*`) and forge logins (`*`: anyone); empty: nobody.
+    webhook_repositories: str = Field("", alias="SF_WEBHOOK_REPOSITORIES")
+    webhook_users: str = Field("", alias="SF_WEBHOOK_USERS")
+    webhook_language: Language = Field(Language.python, alias="SF_WEBHOOK_LANGUAGE")
+
+    def webhook_secret(self, forge: str) -> SecretStr | None:
+        secret: SecretStr | None = getattr(self, f"webhook_secret_{forge}")
+        return secret
 
 
 class LLMSettings(CommonSettings):

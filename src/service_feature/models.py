@@ -100,7 +100,10 @@ class FollowUp(StrictModel):
     comment's thread (GitHub: the comment id; GitLab: the discussion id; Gitea: the comment id)."""
 
     pull_request: Annotated[int, Field(ge=1)]
-    thread_id: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
+    # None: the comment has no thread to answer in (a Gitea review summary): the answer is a comment.
+    thread_id: (
+        Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")] | None
+    ) = None
 
 
 class FeatureRequest(StrictModel):

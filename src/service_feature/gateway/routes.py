@@ -18,7 +18,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.responses import PlainTextResponse
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
@@ -47,14 +46,13 @@ from service_feature.gateway.schemas import (
     Rejection,
 )
 from service_feature.gateway.streams import streams_router
-from service_feature.git import RepositoryRefused, check_repository_host, check_repository_url
+from service_feature.gateway.submissions import check_repository, create_request, limit_rate
+from service_feature.gateway.webhooks import webhooks_router
 from service_feature.killswitch import KillSwitch
 from service_feature.lifecycle import FeatureStatus
 from service_feature.models import ExecutionId, FeatureRequest
 from service_feature.store.database import Database
 from service_feature.store.features import (
-    count_open_features,
-    create_feature,
     events_of,
     find_feature,
     latest_patch,
@@ -91,6 +89,7 @@ def feature_router(
     bound.include_router(router)
     bound.include_router(listing_router(settings.max_page_size))
     bound.include_router(streams_router)
+    bound.include_router(webhooks_router)
     bound.include_router(dashboard_router)
     if bus is not None and switch is not None:
         bound.include_router(killswitch_router)
@@ -114,49 +113,6 @@ async def find_visible(session: AsyncSession, execution_id: str, principal: Prin
     if feature is None or not visible(feature, principal):
         raise not_found(execution_id)
     return feature
-
-
-async def limit_rate(gateway: Gateway, principal: Principal) -> None:
-    if (wait := await gateway.submissions.hit(principal.key_id)) is not None:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"over {gateway.settings.submit_rate_per_minute} submissions a minute for this key",
-            headers={"Retry-After": str(wait)},
-        )
-
-
-async def check_repository(gateway: Gateway, request: FeatureRequest) -> None:
-    settings = gateway.settings
-    allowlist = settings.repository_hosts
-    try:
-        url = check_repository_url(
-            request.repository_url, allow_local=settings.allow_local_repositories, allowlist=allowlist
-        )
-        await check_repository_host(url, allowlist=allowlist)
-    except RepositoryRefused as error:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[{"loc": ["body", "repository_url"], "msg": str(error), "type": "value_error"}],
-        ) from None
-
-
-async def create_request(gateway: Gateway, request: FeatureRequest, principal: Principal) -> Feature | None:
-    """The new feature with its queued event; None when the execution_id is taken, even by a concurrent
-    submission that committed between our look and our insert (the unique key says so)."""
-    try:
-        async with gateway.database.transaction() as session:
-            if await find_feature(session, request.execution_id) is not None:
-                return None
-            queued = await count_open_features(session, principal.key_id)
-            if queued >= gateway.settings.max_queued_per_key:
-                raise HTTPException(
-                    status.HTTP_429_TOO_MANY_REQUESTS,
-                    detail=f"this key has {queued} features not yet ended, the most allowed "
-                    "(SF_MAX_QUEUED_PER_KEY); wait for one to end or cancel one",
-                )
-            return await create_feature(session, request, submitted_by=principal.key_id)
-    except IntegrityError:
-        return None
 
 
 async def existing_request(gateway: Gateway, request: FeatureRequest, principal: Principal) -> Feature:

@@ -219,9 +219,11 @@ class PullRequests:
                     f"{account.kind} {account.api_url}: no open pull request from {delivery.branch} to "
                     f"answer (it was closed or merged meanwhile); the commit {commit[:12]} is on the branch"
                 )
-            await forge.reply_to_review_comment(
-                repository, pull_request, follow_up.thread_id, reply_body(delivery.patch.summary, commit)
-            )
+            reply = reply_body(delivery.patch.summary, commit)
+            if follow_up.thread_id is None:
+                await forge.comment(repository, pull_request, reply)
+            else:
+                await forge.reply_to_review_comment(repository, pull_request, follow_up.thread_id, reply)
         finally:
             await forge.aclose()
         return pull_request
