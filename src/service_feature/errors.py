@@ -14,7 +14,10 @@ class StepError(Exception):
 
 class TransientError(StepError):
     """Worth retrying as it is (a timeout, a remote that did not answer): the message is handed back and
-    redelivered with back-off; once the delivery limit is reached, the feature fails with this reason."""
+    redelivered with back-off; once the delivery limit is reached, the feature fails with this reason.
+    `retry_after`: how long the remote asked to be left alone (seconds), when it said."""
+
+    retry_after: float | None = None
 
 
 class PermanentError(StepError):

@@ -29,7 +29,7 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundErro
 from nats.js.kv import KeyValue
 
 from service_feature.bus.base import Delivery, Gate, Handler, Listener, RequestHandler
-from service_feature.errors import PoisonMessage, StepError
+from service_feature.errors import PoisonMessage, StepError, TransientError
 from service_feature.events import Envelope, Subjects, decode
 from service_feature.metrics import DEAD_LETTERS, QUEUE_PENDING
 from service_feature.telemetry import current_trace_id, span_from
@@ -307,7 +307,7 @@ class NatsBus:
                 if attempt >= self._max_deliver:
                     await self._dead_letter(message, _gave_up(attempt, error), envelope)
                 else:
-                    await message.nak(delay=min(2.0**attempt, 30.0))
+                    await message.nak(delay=redelivery_delay(attempt, error))
             else:
                 await message.ack()
             finally:
@@ -356,3 +356,14 @@ def _gated(handler: Handler, gate: Gate) -> Handler:
         await handler(delivery)
 
     return gated
+
+
+_LONGEST_ASKED_DELAY = 900.0  # a remote's Retry-After is honoured up to this, per redelivery
+
+
+def redelivery_delay(attempt: int, error: Exception) -> float:
+    """Back-off before a failed step's message comes again: exponential up to 30 s, or as long as the remote
+    asked (a forge's rate limit, up to 15 minutes)."""
+    backoff = min(2.0**attempt, 30.0)
+    asked = error.retry_after if isinstance(error, TransientError) else None
+    return min(max(backoff, asked or 0.0), _LONGEST_ASKED_DELAY)
