@@ -295,14 +295,15 @@ k8s-apply: ## Apply them: migration Job first, then the services (needs a cluste
 ## —— Quality ———————————————————————————————————————————————————————————————
 .PHONY: test
 test: install toolchains ## Run the whole test suite
-	SF_REQUIRE_BWRAP=1 SF_REQUIRE_TOOLCHAINS=1 SF_REQUIRE_SEMGREP=1 $(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+	SF_REQUIRE_BWRAP=1 SF_REQUIRE_TOOLCHAINS=1 SF_REQUIRE_SEMGREP=1 SF_REQUIRE_BROWSER=1 $(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
 
 .PHONY: toolchains
-toolchains: ## Install the language toolchains the executor's tests run real projects with, where missing
+toolchains: ## Install the language toolchains the executor's tests use, and the dashboard tests' Chromium, where missing
 	@missing=""; \
 	command -v go >/dev/null || missing="$$missing golang-go"; \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	command -v cargo >/dev/null || [ -x "$$HOME/.cargo/bin/cargo" ] || missing="$$missing cargo"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \

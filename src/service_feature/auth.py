@@ -14,7 +14,11 @@ in a module with `from __future__ import annotations`. Module-level routers that
 request time (the gateway's) use `bearer`, `authenticate` and `check_role` directly.
 
 `auth.require(*roles)` is a FastAPI dependency: 401 with `WWW-Authenticate: Bearer` without a valid
-`Authorization: Bearer <key>`, 403 when the key's role is none of `roles`. `Role.admin` satisfies every
+`Authorization: Bearer <key>`, 403 when the key's role is none of `roles`. Read-only requests (GET, HEAD)
+may carry the key in the web dashboard's session cookie instead (`SESSION_COOKIE`): a browser's
+EventSource and fetch cannot set the header. A request that changes something needs the header, so a
+cookie alone, which the browser attaches by itself, never authorises a write (the dashboard's own forms
+check a CSRF token besides, see `gateway.dashboard`). `Role.admin` satisfies every
 role, so `require(Role.reader)` admits readers and admins. `require()` with no role admits any valid key.
 The principal is cached on the request, so stacking dependencies costs one database read.
 
@@ -102,6 +106,25 @@ async def issue_key(database: Database, *, name: str, role: Role, secret: str | 
 
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
+# The web dashboard's session: `<nonce>.<key>`, HttpOnly and SameSite=Strict (gateway.dashboard.session).
+SESSION_COOKIE = "sf_session"
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def session_secret(request: Request) -> tuple[str, str] | None:
+    """The dashboard session cookie's nonce and API key, if the request carries a well-formed one."""
+    nonce, dot, key = request.cookies.get(SESSION_COOKIE, "").partition(".")
+    return (nonce, key) if nonce and dot and key else None
+
+
+def cookie_credentials(request: Request) -> HTTPAuthorizationCredentials | None:
+    """The session cookie's key as credentials, for a read-only request only: a cross-site form or
+    script can make the browser send the cookie, so it must never be enough to change anything."""
+    if request.method not in SAFE_METHODS or (secret := session_secret(request)) is None:
+        return None
+    return HTTPAuthorizationCredentials(scheme="Bearer", credentials=secret[1])
+
+
 # One scheme for every router: the OpenAPI schema names it (HTTPBearer) and documents it once.
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sf_…`")
 
@@ -109,10 +132,12 @@ bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: B
 async def authenticate(
     request: Request, database: Database, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
-    """The caller's Principal, read once per request (cached on it); 401 without a valid key."""
+    """The caller's Principal, read once per request (cached on it); 401 without a valid key. The header
+    wins over the dashboard's session cookie, which counts on read-only requests only."""
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
         return cached
+    credentials = credentials or cookie_credentials(request)
     if credentials is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an API key is required", _UNAUTHORIZED)
     digest = hash_key(credentials.credentials)

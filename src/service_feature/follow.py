@@ -1,12 +1,17 @@
-"""Following a feature from the command line: each status change as it happens, then the outcome.
-Requests carry the caller's API key (see `api_key_headers`)."""
+"""Following a feature from the command line: each status change as it happens, then the outcome; and
+reading the gateway's event stream (`stream_feature_events`). Requests carry the caller's API key (see
+`api_key_headers`)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from rich.console import Console
@@ -14,6 +19,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 FINAL_STATUSES = frozenset({"delivered", "failed", "rejected", "cancelled", "awaiting_approval"})
+STREAM_READ_TIMEOUT = 60.0
 
 
 def api_key_headers(explicit: str | None, key_file: Path) -> dict[str, str]:
@@ -36,7 +42,7 @@ async def follow_feature(
                 while True:
                     events = (await client.get(f"/api/v1/features/{execution_id}/events")).json()["events"]
                     for event in events[seen:]:
-                        console.print(_event_line(event))
+                        console.print(event_line(event))
                         spinner.update(f"[bold]{event['status']}[/] …")
                     seen = len(events)
                     feature: dict[str, Any] = (await client.get(f"/api/v1/features/{execution_id}")).json()
@@ -49,7 +55,8 @@ async def follow_feature(
                     await asyncio.sleep(0.2)
 
 
-def _event_line(event: dict[str, Any]) -> str:
+def event_line(event: dict[str, Any]) -> str:
+    """One event of a feature's log as a line for the terminal (Rich markup)."""
     detail = event.get("detail") or {}
     extra = ""
     if "reason" in detail:
@@ -63,6 +70,9 @@ def _event_line(event: dict[str, Any]) -> str:
         extra = f" — {detail['branch']} @ {str(detail.get('commit', ''))[:12]}"
     time = event["created_at"][11:23]
     return f"[dim]{time}[/] [bold cyan]{event['status']:<18}[/] {event['type']}{extra}"
+
+
+_event_line = event_line  # the name it had before it was shared with `service-feature logs`
 
 
 def describe_preparation(preparation: dict[str, Any]) -> str:
@@ -109,3 +119,96 @@ def print_outcome(url: str, feature: dict[str, Any], console: Console, headers: 
         table.add_row("reason", feature["failure_reason"])
     console.rule("outcome")
     console.print(table)
+
+
+# -- the gateway's event stream (Server-Sent Events) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamMessage:
+    """One Server-Sent Events message: `event` ("message" when unnamed), `data` (lines joined), `id`."""
+
+    event: str
+    data: str
+    id: str | None
+
+
+class StreamRefused(Exception):
+    """The gateway answered the stream's request with an error: its status code and detail."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        super().__init__(f"{status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+async def stream_messages(lines: AsyncIterator[str]) -> AsyncIterator[StreamMessage]:
+    """The messages of an event stream's lines; comments (heartbeats) and retry fields are skipped."""
+    event, data, last_id = "", list[str](), None
+    async for line in lines:
+        if not line:
+            if data:
+                yield StreamMessage(event or "message", "\n".join(data), last_id)
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            last_id = value
+
+
+def detail_of(response: httpx.Response) -> Any:
+    """The gateway's `detail`, or the body's text when it is not the gateway's JSON."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text
+    return body.get("detail", body) if isinstance(body, dict) else body
+
+
+async def stream_feature_events(
+    client: httpx.AsyncClient,
+    execution_id: str,
+    *,
+    after: int | None = None,
+    reconnects: int = 10,
+    reconnect_wait: float = 1.0,
+) -> AsyncIterator[dict[str, Any]]:
+    """The feature's events from its stream, until the feature ends. A dropped connection is resumed
+    after the last event received (`Last-Event-ID`): nothing is missed or repeated. Gives up after
+    `reconnects` drops in a row; raises `StreamRefused` when the gateway answers with an error."""
+    failures = 0
+    path = f"/api/v1/features/{quote(execution_id, safe='')}/stream"
+    # A silent connection is a dead one: the gateway sends a heartbeat every 15 s by default.
+    timeout = httpx.Timeout(30.0, read=STREAM_READ_TIMEOUT)
+    while True:
+        headers = {"Last-Event-ID": str(after)} if after is not None else {}
+        try:
+            async with client.stream("GET", path, headers=headers, timeout=timeout) as response:
+                if response.status_code == 204:
+                    return  # ended before we asked: nothing more will come
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise StreamRefused(response.status_code, detail_of(response))
+                async for message in stream_messages(response.aiter_lines()):
+                    if message.event == "end":
+                        return
+                    if message.event == "status" and message.id is not None:
+                        after, failures = int(message.id), 0
+                        yield json.loads(message.data)
+            # Closed without its end (a gateway shutting down, a proxy's timeout): a drop like any other.
+            error: httpx.TransportError = httpx.RemoteProtocolError(
+                "the stream closed before the feature ended"
+            )
+        except httpx.TransportError as dropped:
+            error = dropped
+        failures += 1
+        if failures > reconnects:
+            raise error
+        await asyncio.sleep(reconnect_wait)

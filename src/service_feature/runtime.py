@@ -34,6 +34,7 @@ from service_feature.executor.runner import TestRunner
 from service_feature.executor.sandbox.factory import create_sandbox, limits_from_settings
 from service_feature.executor.service import ExecutorService
 from service_feature.gateway.routes import feature_router
+from service_feature.gateway.streams import close_streams
 from service_feature.git import Git, PushCredentials
 from service_feature.http import create_app
 from service_feature.killswitch import KillSwitch
@@ -220,6 +221,8 @@ class Platform:
 
         if self.http is not None:
             async with step("http"):
+                if self.database is not None:
+                    close_streams(self.database)  # open event streams end now; clients resume elsewhere
                 self.http.should_exit = True
                 if self._http_task:
                     await self._http_task

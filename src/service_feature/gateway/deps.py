@@ -1,6 +1,9 @@
 """What the gateway's routes depend on, as `Annotated` aliases (the FastAPI full-stack template's style):
 `GatewayDep`, `SessionDep`, and the caller as `AnyoneDep` (submitter or reader), `SubmitterDep`, `AdminDep`
-(401 without a valid key, 403 for another role; admin passes every role check).
+(401 without a valid key, 403 for another role; admin passes every role check). The key comes from the
+`Authorization: Bearer` header or, on GET and HEAD only, from the web dashboard's session cookie, so a
+browser's EventSource or fetch reads the API as the signed-in key while every write still needs the
+header (see `auth.cookie_credentials`).
 
 The routes are module-level; the process's `Gateway` (its settings, database, outbox relay, bus and kill
 switch) reaches them at request time: `gateway.routes.feature_router(...)` includes them under a
