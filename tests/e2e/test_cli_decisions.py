@@ -144,7 +144,7 @@ async def test_a_person_decides_from_the_command_line(
         transcript = await cli(url, admin, "transcript", "held1", "--json")
         assert transcript.code == 0, transcript.err
         assert transcript.json() == (await api.get("/api/v1/features/held1/transcript")).json()
-        assert [entry["kind"] for entry in transcript.json()["entries"]][:2] == ["model", "tool"]
+        assert [entry["kind"] for entry in transcript.json()["entries"]][:3] == ["task", "model", "tool"]
         readable = await cli(url, admin, "transcript", "held1")
         assert "attempt 1 model" in readable.out
 

@@ -68,7 +68,7 @@ async def test_a_request_becomes_a_tested_reviewed_delivered_branch(
         patch = (await api.get("/api/v1/features/e2e1/patch")).text
         assert "+++ b/src/demo_app/greeting.py" in patch
         transcript = (await api.get("/api/v1/features/e2e1/transcript")).json()["entries"]
-        assert [e["kind"] for e in transcript][:2] == ["model", "tool"]
+        assert [e["kind"] for e in transcript][:3] == ["task", "model", "tool"]
         review = (await api.get("/api/v1/features/e2e1/review")).json()
         assert review["decision"] == "approve"
 

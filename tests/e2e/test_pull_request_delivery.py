@@ -170,6 +170,9 @@ async def test_an_approved_feature_becomes_a_pull_request_with_tests_and_review(
             assert len(replies) == 1
             assert follow_up["delivered_commit"][:12] in replies[0].body
             assert "added bonjour()" in replies[0].body
+            transcript = (await api.get("/api/v1/features/pr1-followup/transcript")).json()["entries"]
+            task = next(entry["content"]["text"] for entry in transcript if entry["kind"] == "task")
+            assert "<review_thread>\n@reviewer:\nAlso greet in French, please" in task  # the thread so far
 
 
 @pytest.mark.parametrize("kind", list(ForgeKind), ids=str)

@@ -654,6 +654,17 @@ class GitHubServer(ForgeServer):
                 body = self._comment_json(repo, created)
             return JSONResponse(body, status_code=201, headers=headers())
 
+        @app.get(prefix + "/repos/{owner}/{name}/pulls/{number}/comments")
+        async def review_comments(owner: str, name: str, number: int, request: Request) -> Response:
+            with self._lock:
+                repo = self._repo(f"{owner}/{name}")
+                self._pull(repo, number)
+                items = [
+                    self._comment_json(repo, c) for c in repo.comments if c.number == number and c.review
+                ]
+            page, links = self.paginate(request, items, "per_page")
+            return JSONResponse(page, headers={**headers(), **links})
+
         @app.post(prefix + "/repos/{owner}/{name}/pulls/{number}/comments/{comment_id}/replies")
         async def reply(owner: str, name: str, number: int, comment_id: int, request: Request) -> Response:
             data = await _json_body(request)
@@ -890,6 +901,18 @@ class GitLabServer(ForgeServer):
                 note = self._add_comment(repo, iid, str(data.get("body", "")))
                 body = self._note_json(note)
             return JSONResponse(body, status_code=201)
+
+        @app.get(base + "/{iid}/discussions/{discussion_id}")
+        async def discussion(project: str, iid: int, discussion_id: str) -> Response:
+            with self._lock:
+                repo = self._project(project)
+                self._mr(repo, iid)
+                notes = [
+                    self._note_json(c) for c in repo.comments if c.thread == discussion_id and c.number == iid
+                ]
+            if not notes:
+                raise _Answer(404, {"message": "404 Not found"})
+            return JSONResponse({"id": discussion_id, "individual_note": False, "notes": notes})
 
         @app.post(base + "/{iid}/discussions/{discussion_id}/notes")
         async def reply(project: str, iid: int, discussion_id: str, request: Request) -> Response:

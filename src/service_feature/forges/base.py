@@ -34,6 +34,14 @@ class PullRequest:
 
 
 @dataclass(frozen=True)
+class ThreadComment:
+    """One comment of a review thread, as the agent is shown it."""
+
+    author: str
+    body: str
+
+
+@dataclass(frozen=True)
 class PullRequestDraft:
     """What the platform writes on a pull request: opened with it, or updated to it."""
 
@@ -100,6 +108,10 @@ class Forge(Protocol):
     ) -> None:
         """Answer in a review thread (GitHub: the comment id; GitLab: the discussion id; Gitea: the
         review comment id, answered as a comment quoting it where Gitea has no reply API)."""
+        ...
+
+    async def thread(self, repository: str, pull_request: PullRequest, thread_id: str) -> list[ThreadComment]:
+        """The review thread's comments, oldest first (Gitea, which has no threads: the comment itself)."""
         ...
 
     async def aclose(self) -> None: ...

@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 
 import httpx
 
-from service_feature.forges.base import ForgeKind, ForgeRefused, PullRequest, PullRequestDraft
+from service_feature.forges.base import (
+    ForgeKind,
+    ForgeRefused,
+    PullRequest,
+    PullRequestDraft,
+    ThreadComment,
+)
 from service_feature.forges.retry import (
     CallFailure,
     ForgeContext,
@@ -275,6 +281,15 @@ class GiteaForge:
                 if str(comment.get("id")) == comment_id:
                     return comment
         return None
+
+    async def thread(self, repository: str, pull_request: PullRequest, thread_id: str) -> list[ThreadComment]:
+        """Gitea keeps no reply threads on review comments: the thread is the comment itself."""
+        comment = await self._review_comment(repository, pull_request.number, thread_id)
+        if comment is None:
+            return []
+        return [
+            ThreadComment(str((comment.get("user") or {}).get("login", "")), str(comment.get("body", "")))
+        ]
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -18,7 +18,7 @@ import gidgethub
 import gidgethub.abc
 import httpx
 
-from service_feature.forges.base import ForgeKind, ForgeRefused, PullRequest, PullRequestDraft
+from service_feature.forges.base import ForgeKind, ForgeRefused, PullRequest, PullRequestDraft, ThreadComment
 from service_feature.forges.retry import (
     CallFailure,
     ForgeContext,
@@ -303,6 +303,24 @@ class GitHubForge:
                 data={"body": body},
             ),
         )
+
+    async def thread(self, repository: str, pull_request: PullRequest, thread_id: str) -> list[ThreadComment]:
+        """The thread's first comment and its replies (`in_reply_to_id` names the first)."""
+
+        async def collect() -> list[ThreadComment]:
+            comments = self._api.getiter(
+                "/repos/{owner}/{name}/pulls/{number}/comments{?per_page}",
+                {**_names(repository), "number": pull_request.number, "per_page": 100},
+            )
+            found = [
+                data
+                async for data in comments
+                if thread_id in (str(data.get("id")), str(data.get("in_reply_to_id")))
+            ]
+            found.sort(key=lambda data: int(data["id"]))
+            return [ThreadComment(str(data["user"]["login"]), str(data.get("body", ""))) for data in found]
+
+        return await self._call("thread", collect)
 
     async def aclose(self) -> None:
         await self._client.aclose()

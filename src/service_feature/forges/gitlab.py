@@ -19,7 +19,13 @@ import gitlab
 import gitlab.exceptions
 from gitlab.v4.objects import Project
 
-from service_feature.forges.base import ForgeKind, ForgeRefused, PullRequest, PullRequestDraft
+from service_feature.forges.base import (
+    ForgeKind,
+    ForgeRefused,
+    PullRequest,
+    PullRequestDraft,
+    ThreadComment,
+)
 from service_feature.forges.retry import (
     CallFailure,
     ForgeContext,
@@ -252,6 +258,18 @@ class GitLabForge:
             discussion.notes.create({"body": body})
 
         await self._call("reply_to_review_comment", create_reply)
+
+    async def thread(self, repository: str, pull_request: PullRequest, thread_id: str) -> list[ThreadComment]:
+        def read() -> list[ThreadComment]:
+            merge_request = self._project(repository).mergerequests.get(pull_request.number, lazy=True)
+            notes = merge_request.discussions.get(thread_id).attributes.get("notes", [])
+            return [
+                ThreadComment(str(note.get("author", {}).get("username", "")), str(note.get("body", "")))
+                for note in notes
+                if not note.get("system")
+            ]
+
+        return await self._call("thread", read)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._gl.session.close)

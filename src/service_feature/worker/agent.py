@@ -124,8 +124,12 @@ def system_prompt(repo_map: str, instructions: str = "") -> str:
     return prompt
 
 
-def task_message(specification: Specification, feedback: str | None = None) -> str:
+def task_message(specification: Specification, feedback: str | None = None, *, conversation: str = "") -> str:
     text = fence("feature_request", specification_text(specification))
+    if conversation:
+        text += "\n\nThe review thread this change answers, oldest first:\n" + fence(
+            "review_thread", redact(conversation)
+        )
     if feedback:
         text += "\n\nThe previous attempt's change is in the working tree, but its tests failed:\n" + fence(
             "test_results", redact(feedback)
@@ -156,6 +160,7 @@ async def run_agent(
 
     if instructions.files:
         await store("instructions", instructions.describe())
+    await store("task", {"text": prompt})  # what the model was asked, as a person reading the transcript sees it
     messages: list[Message] = [UserMessage(prompt)]
     usage = Usage()
     cost = 0.0

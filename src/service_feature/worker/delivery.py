@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service_feature.config import WorkerSettings
 from service_feature.errors import PermanentError
-from service_feature.forges.base import ForgeKind, PullRequest, PullRequestDraft
+from service_feature.forges.base import ForgeError, ForgeKind, PullRequest, PullRequestDraft
 from service_feature.forges.registry import ForgeAccount, open_forge, resolve
 from service_feature.models import DeliveryMode, FeatureRequest, TestResult
 from service_feature.store.features import execution_for, latest_review, patch_for
@@ -227,6 +227,26 @@ class PullRequests:
         finally:
             await forge.aclose()
         return pull_request
+
+    async def conversation(self, request: FeatureRequest) -> str:
+        """A follow-up's review thread so far, as the agent reads it ("" for any other feature, or when the
+        forge cannot say: the comment itself is in the request's description already)."""
+        follow_up = request.follow_up
+        if follow_up is None or follow_up.thread_id is None:
+            return ""
+        account, repository = self._find_account(request.repository_url)
+        forge = open_forge(account)
+        try:
+            pull_request = await forge.find_pull_request(repository, request.branch)
+            comments = (
+                await forge.thread(repository, pull_request, follow_up.thread_id) if pull_request else []
+            )
+        except ForgeError as error:
+            log.warning("worker.review_thread_unread", error=str(error))
+            return ""
+        finally:
+            await forge.aclose()
+        return "\n\n".join(f"@{comment.author}:\n{comment.body}" for comment in comments)
 
     async def close(self, request: FeatureRequest, reason: str) -> PullRequest | None:
         """Close the branch's open pull request with the reason as a comment; None when there is none."""

@@ -253,7 +253,7 @@ class WorkerService:
         )
         if previous is not None:
             await self._git.apply(worktree, previous.diff)
-        return _Workspace(worktree, repo_map, instructions)
+        return _Workspace(worktree, repo_map, instructions, await self._pull_requests.conversation(request))
 
     async def _run_agent(
         self,
@@ -275,7 +275,7 @@ class WorkerService:
             return await run_agent(
                 provider,
                 toolbox,
-                task_message(request.specification, event.feedback),
+                task_message(request.specification, event.feedback, conversation=workspace.conversation),
                 max_turns=self._settings.max_agent_turns,
                 record=_recorder(transcript, provider.name),
                 repo_map=workspace.repo_map,
@@ -525,11 +525,13 @@ class _Attempt:
 
 @dataclass(frozen=True)
 class _Workspace:
-    """The attempt's worktree, and what the model is told about the base commit's repository."""
+    """The attempt's worktree, and what the model is told about the base commit's repository (and, for a
+    follow-up, the review thread it answers)."""
 
     worktree: Path
     repo_map: str
     instructions: Instructions
+    conversation: str = ""
 
 
 @contextlib.contextmanager

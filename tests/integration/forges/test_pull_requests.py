@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from service_feature.forges.base import Forge, ForgeKind, PullRequestDraft
+from service_feature.forges.base import Forge, ForgeKind, PullRequestDraft, ThreadComment
 from service_feature.forges.registry import open_forge, resolve
 from tests.integration.forges.conftest import POLICY, RecordedSleeps
-from tests.support.forges import ForgeServer, GitHubServer
+from tests.support.forges import BOT_LOGIN, ForgeServer, GitHubServer
 
 LIST_PATHS = {
     ForgeKind.github: r"/pulls$",
@@ -214,6 +214,23 @@ async def test_reply_lands_in_the_review_thread(server: ForgeServer, forge: Forg
         assert reply.review
         assert reply.thread == thread
         assert reply.body == "Renamed in the next push."
+
+
+async def test_the_thread_so_far_is_read_back_oldest_first(
+    server: ForgeServer, forge: Forge, repository: str
+) -> None:
+    opened = await forge.open_pull_request(repository, draft_for())
+    server.add_review_comment(repository, opened.number, "an unrelated remark", path="README.md", line=1)
+    thread = server.add_review_comment(repository, opened.number, "@feature-bot rename this", line=3)
+    await forge.reply_to_review_comment(repository, opened, thread, "Renamed.")
+
+    comments = await forge.thread(repository, opened, thread)
+
+    first = ThreadComment("reviewer", "@feature-bot rename this")
+    if server.kind is ForgeKind.gitea:
+        assert comments == [first]  # no reply threads on Gitea: the comment itself
+    else:
+        assert comments == [first, ThreadComment(BOT_LOGIN, "Renamed.")]
 
 
 async def test_the_clone_url_resolves_to_the_servers_account(server: ForgeServer, repository: str) -> None:

@@ -60,8 +60,9 @@ async def test_tools_really_run_and_finish_ends_the_loop(tmp_path: Path) -> None
     assert result.turns == 2
     assert (tmp_path / "a.py").read_text() == "A = 1\n"
     assert not (tmp_path / "never.py").exists()
-    assert [kind for kind, _ in entries] == ["model", "tool", "model", "tool", "tool"]
-    assert entries[3][1]["result"].startswith("PASSED")
+    assert [kind for kind, _ in entries] == ["task", "model", "tool", "model", "tool", "tool"]
+    assert entries[0][1] == {"text": "task"}  # what the model was asked, first
+    assert entries[4][1]["result"].startswith("PASSED")
 
 
 async def test_an_exhausted_script_fails_with_that_reason(tmp_path: Path) -> None:
@@ -217,7 +218,7 @@ async def test_the_cost_budget_stops_the_next_call_with_the_dollars_spent(tmp_pa
         )
     assert str(failure.value) == "cost budget exhausted: $5.02 of MAX_COST_USD_PER_FEATURE=$5.00"
     assert len(provider.sent) == 1
-    assert entries[0][1]["cost_usd"] == pytest.approx(5.0)
+    assert entries[1][1]["cost_usd"] == pytest.approx(5.0)
 
 
 async def test_a_feature_whose_earlier_attempts_spent_the_budget_makes_no_call(tmp_path: Path) -> None:
@@ -370,7 +371,7 @@ async def test_a_huge_argument_is_stored_bounded_and_not_resent(tmp_path: Path) 
     await run_agent(provider, Toolbox(tmp_path, _passing), "task", max_turns=5, record=record)
     assert not (tmp_path / "big.py").exists()
     digest = hashlib.sha256(huge.encode()).hexdigest()
-    model, tool = entries[0][1], entries[1][1]
+    model, tool = entries[1][1], entries[2][1]
     for stored in (model["tool_calls"][0]["arguments"]["content"], tool["arguments"]["content"]):
         assert len(stored) <= STORED_CHARS + 200
         assert stored.startswith("HEAD")

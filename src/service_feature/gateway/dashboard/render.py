@@ -163,6 +163,8 @@ def transcript_item(attempt: int, kind: str, content: dict[str, Any], turn: int)
             result=str(content.get("result", "")),
             is_error=bool(content.get("is_error")),
         )
+    if kind == "task":
+        return TranscriptItem(attempt, kind, "Task", text=str(content.get("text", "")))
     return TranscriptItem(attempt, kind, kind.replace("_", " ").capitalize(), text=pretty(content))
 
 
