@@ -8,13 +8,14 @@ name for them. Every variable is documented in docs/configuration.md.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service_feature.git import PushCredentials
+from service_feature.logs import register_secrets
 from service_feature.models import DeliveryMode, Language
 
 
@@ -40,6 +41,12 @@ class CommonSettings(BaseSettings):
     max_repository_mb: int | None = Field(None, alias="SF_MAX_REPOSITORY_MB", ge=1)
     git_clone_depth: int | None = Field(None, alias="SF_GIT_CLONE_DEPTH", ge=1)
     admin_key: SecretStr | None = Field(None, alias="SF_ADMIN_KEY")
+
+    def model_post_init(self, context: Any, /) -> None:
+        """The settings' secrets never reach a log line (service_feature.logs)."""
+        register_secrets(
+            *(value.get_secret_value() for value in vars(self).values() if isinstance(value, SecretStr))
+        )
 
     @field_validator("data_dir")
     @classmethod

@@ -21,6 +21,7 @@ from service_feature.config import WorkerSettings
 from service_feature.errors import PermanentError
 from service_feature.forges.base import ForgeError, ForgeKind, PullRequest, PullRequestDraft
 from service_feature.forges.registry import ForgeAccount, open_forge, resolve
+from service_feature.logs import register_secrets
 from service_feature.models import DeliveryMode, FeatureRequest, TestResult
 from service_feature.store.features import execution_for, latest_review, patch_for
 from service_feature.store.steps import request_of
@@ -162,6 +163,7 @@ def _account_from_json(entry: dict[str, Any]) -> ForgeAccount:
     kinds = ", ".join(kind.value for kind in ForgeKind)
     if entry["kind"] not in kinds.split(", "):
         raise ValueError(f"SF_FORGES_JSON: kind {entry['kind']!r} is not one of {kinds}")
+    register_secrets(str(entry["token"]))
     setting = f"SF_FORGES_JSON ({entry['host']})"
     return ForgeAccount(ForgeKind(entry["kind"]), entry["api_url"], entry["token"], setting, entry["host"])
 
