@@ -174,6 +174,8 @@ class WorkerSettings(LLMSettings):
     gitea_url: str | None = Field(None, alias="GITEA_URL")
     # More forge accounts, one per repository host: [{"kind", "host", "api_url", "token"}] (docs/delivery.md).
     forges_json: SecretStr | None = Field(None, alias="SF_FORGES_JSON")
+    # MCP tool servers for the agent: [{"name", "command", "args", "env", "trusted"}] (worker/mcp_tools.py)
+    mcp_servers_json: SecretStr | None = Field(None, alias="SF_MCP_SERVERS_JSON")
 
     @property
     def push_credentials(self) -> PushCredentials | None:

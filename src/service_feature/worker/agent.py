@@ -38,6 +38,7 @@ from service_feature.llm.base import (
     Message,
     ToolCall,
     ToolResultMessage,
+    ToolSpec,
     Usage,
     UserMessage,
 )
@@ -47,7 +48,7 @@ from service_feature.llm.redact import MARKER, redact, redact_excerpt, redact_va
 from service_feature.models import Specification
 from service_feature.worker.context import ContextOverflow, ContextWindow, prefix_tokens
 from service_feature.worker.instructions import Instructions
-from service_feature.worker.tools import MAX_ARGUMENT_CHARS, TOOL_SPECS, Toolbox, ToolOutcome
+from service_feature.worker.tools import MAX_ARGUMENT_CHARS, Toolbox, ToolOutcome
 
 STORED_CHARS = 64_000  # per string of a transcript entry: beyond, its head and tail, size and sha256
 _SHOWN_REFUSED_CHARS = 2_000  # of an argument no tool accepts, as the history keeps it
@@ -152,15 +153,17 @@ async def run_agent(
     budget = budget or Budget()
     instructions = instructions or Instructions()
     system = system_prompt(repo_map, instructions.text)
-    tools = list(TOOL_SPECS)
-    window = _window(budget, system)
+    tools = toolbox.specs
+    window = _window(budget, system, tools)
 
     async def store(kind: str, content: dict[str, Any]) -> None:
         record(kind, await asyncio.to_thread(redact_value, content, STORED_CHARS))
 
     if instructions.files:
         await store("instructions", instructions.describe())
-    await store("task", {"text": prompt})  # what the model was asked, as a person reading the transcript sees it
+    await store(
+        "task", {"text": prompt}
+    )  # what the model was asked, as a person reading the transcript sees it
     messages: list[Message] = [UserMessage(prompt)]
     usage = Usage()
     cost = 0.0
@@ -226,11 +229,11 @@ async def run_agent(
     raise AgentError(f"agent did not finish within MAX_AGENT_TURNS={max_turns} turns")
 
 
-def _window(budget: Budget, system: str) -> ContextWindow | None:
+def _window(budget: Budget, system: str, tools: list[ToolSpec]) -> ContextWindow | None:
     if budget.context_tokens is None:
         return None
     reserve = min(_ANSWER_RESERVE, budget.context_tokens // 4)
-    return ContextWindow(limit=budget.context_tokens - reserve, prefix=prefix_tokens(system, TOOL_SPECS))
+    return ContextWindow(limit=budget.context_tokens - reserve, prefix=prefix_tokens(system, tools))
 
 
 async def _fit(

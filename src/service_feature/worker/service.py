@@ -71,6 +71,7 @@ from service_feature.store.tables import Feature, Patch, TranscriptEntry
 from service_feature.worker.agent import AgentError, AgentResult, Budget, Recorder, run_agent, task_message
 from service_feature.worker.delivery import Delivery, PullRequests, load_delivery, mode_of
 from service_feature.worker.instructions import Instructions, read_instructions
+from service_feature.worker.mcp_tools import connected, parse_servers
 from service_feature.worker.reasons import never_passed_reason, preparation_summary, untestable_reason
 from service_feature.worker.repomap import build_repo_map
 from service_feature.worker.tools import Toolbox, ToolError, describe_command, describe_tests
@@ -104,6 +105,8 @@ class WorkerService:
         self._git = git
         self._steps = Steps(database, relay)
         self._pull_requests = PullRequests(settings)
+        secret = settings.mcp_servers_json
+        self._mcp_servers = parse_servers(secret.get_secret_value() if secret else None)  # checked at start
 
     async def stop(self) -> None:
         if "_api_provider" in vars(self):  # built on first use only
@@ -264,24 +267,26 @@ class WorkerService:
     ) -> AgentResult:
         request, worktree = attempt.request, workspace.worktree
         provider = self._provider(request.execution_id, attempt.start_turn)
-        toolbox = Toolbox(
-            worktree,
-            lambda: self._run_tests_now(request, attempt.base_commit, worktree),
-            run_command=lambda command, timeout: self._run_command_now(
-                request, attempt.base_commit, worktree, command, timeout
-            ),
-        )
-        with STAGE_DURATION.labels("agent").time():
-            return await run_agent(
-                provider,
-                toolbox,
-                task_message(request.specification, event.feedback, conversation=workspace.conversation),
-                max_turns=self._settings.max_agent_turns,
-                record=_recorder(transcript, provider.name),
-                repo_map=workspace.repo_map,
-                instructions=workspace.instructions,
-                budget=attempt.budget,
-            )
+        with STAGE_DURATION.labels("agent").time(), _mcp_failures():
+            async with connected(self._mcp_servers) as mcp:
+                toolbox = Toolbox(
+                    worktree,
+                    lambda: self._run_tests_now(request, attempt.base_commit, worktree),
+                    run_command=lambda command, timeout: self._run_command_now(
+                        request, attempt.base_commit, worktree, command, timeout
+                    ),
+                    extra=mcp,
+                )
+                return await run_agent(
+                    provider,
+                    toolbox,
+                    task_message(request.specification, event.feedback, conversation=workspace.conversation),
+                    max_turns=self._settings.max_agent_turns,
+                    record=_recorder(transcript, provider.name),
+                    repo_map=workspace.repo_map,
+                    instructions=workspace.instructions,
+                    budget=attempt.budget,
+                )
 
     def _transcript_keeper(
         self, attempt: int, transcript: list[tuple[str, dict[str, Any]]]
@@ -532,6 +537,16 @@ class _Workspace:
     repo_map: str
     instructions: Instructions
     conversation: str = ""
+
+
+@contextlib.contextmanager
+def _mcp_failures() -> Iterator[None]:
+    """An MCP server that cannot be started or listed is the operator's to fix: the step is retried (it
+    may be starting up), and the reason says which setting."""
+    try:
+        yield
+    except OSError as error:
+        raise TransientError(f"an MCP tool server (SF_MCP_SERVERS_JSON) could not start: {error}") from error
 
 
 @contextlib.contextmanager

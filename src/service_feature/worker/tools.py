@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 import re2  # type: ignore[import-untyped]
 import structlog
@@ -60,6 +60,16 @@ class ToolOutcome:
     content: str
     is_error: bool = False
     finished: bool = False
+
+
+class ExtraTools(Protocol):
+    """Tools from outside the platform (the operator's MCP servers)."""
+
+    specs: list[ToolSpec]
+
+    def handles(self, name: str) -> bool: ...
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> tuple[str, bool]: ...
 
 
 TestRunner = Callable[[], Awaitable[TestResult]]
@@ -125,8 +135,10 @@ class Toolbox:
         *,
         run_command: CommandRunner | None = None,
         time_limit: float = FILE_TOOL_SECONDS,
+        extra: ExtraTools | None = None,
     ) -> None:
         self.root = root.resolve()
+        self.extra = extra
         self._run_tests = run_tests
         self._run_command = run_command
         self._time_limit = time_limit
@@ -136,6 +148,8 @@ class Toolbox:
 
     async def call(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
         """The tool's result; every failure, expected or not, is an error result for the model."""
+        if self.extra is not None and self.extra.handles(name):
+            return await self._call_extra(name, arguments)
         if name not in TOOL_NAMES:
             return ToolOutcome(
                 _printable(f"unknown tool '{name[:100]}'; available: {', '.join(sorted(TOOL_NAMES))}"),
@@ -155,6 +169,20 @@ class Toolbox:
         except Exception as error:  # whatever failed, the model gets the failure and the agent goes on
             log.warning("worker.tool_failed", tool=name, error=type(error).__name__, exc_info=True)
             return ToolOutcome(self.describe_failure(name, arguments, error), is_error=True)
+
+    @property
+    def specs(self) -> list[ToolSpec]:
+        """Every tool the model is offered: the platform's own, then the operator's MCP servers'."""
+        return [*TOOL_SPECS, *(self.extra.specs if self.extra is not None else [])]
+
+    async def _call_extra(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        assert self.extra is not None
+        try:
+            text, is_error = await self.extra.call(name, arguments)
+        except Exception as error:  # a server that fails or dies: an error for the model, the agent goes on
+            log.warning("worker.mcp_tool_failed", tool=name, error=repr(error))
+            return ToolOutcome(_printable(f"{name} failed: {type(error).__name__}: {error}"), is_error=True)
+        return ToolOutcome(_printable(_bounded(text)), is_error=is_error)
 
     async def _command(self, command: str, timeout_seconds: int = DEFAULT_COMMAND_SECONDS) -> str:
         if self._run_command is None:
