@@ -26,6 +26,12 @@ Keys are `sf_` + 43 url-safe random characters (256 bits). Only their SHA-256 is
 nothing for a key of that entropy, and a lookup by digest plus a constant-time comparison keeps the check
 cheap and free of timing leaks. The first characters (`prefix`) are kept in clear to tell keys apart in
 `service-feature apikey list`; the whole key is shown once, when it is created.
+
+A key found valid is remembered by its digest for `KEY_CACHE_SECONDS` (per database), so a busy client
+costs no database read per request. A revocation made through this process's ORM takes effect at once; one
+made elsewhere (`service-feature apikey revoke`, another replica) within `KEY_CACHE_SECONDS`, the bound for
+both (a request reading the key while the revocation commits may remember it that long). Unknown and
+revoked keys are never remembered: a key issued a moment ago works at once.
 """
 
 from __future__ import annotations
@@ -36,14 +42,18 @@ import hmac
 import os
 import secrets
 import sys
+import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import structlog
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
 from service_feature.store.apikeys import active_key_by_hash, add_key, key_by_hash, list_keys
@@ -141,13 +151,75 @@ async def authenticate(
     if credentials is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an API key is required", _UNAUTHORIZED)
     digest = hash_key(credentials.credentials)
+    cache = key_cache(database)
+    principal = cache.get(digest)
+    if principal is None:
+        principal = await principal_of_key(database, digest)
+        cache.put(digest, principal)
+    request.state.principal = principal
+    return principal
+
+
+async def principal_of_key(database: Database, digest: str) -> Principal:
+    """Who the key with this digest is, read from the database; 401 for an unknown or revoked key."""
     async with database.transaction() as session:
         row = await active_key_by_hash(session, digest)
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", _UNAUTHORIZED)
-    principal = Principal(key_id=row.id, name=row.name, role=Role(row.role))
-    request.state.principal = principal
-    return principal
+    return Principal(key_id=row.id, name=row.name, role=Role(row.role))
+
+
+# -- remembered keys ---------------------------------------------------------------------------------------
+
+KEY_CACHE_SECONDS = 5.0
+_KEYS_REMEMBERED = 4096  # a bound on memory; only valid keys are kept, so only key holders fill it
+
+
+class KeyCache:
+    """Principals of keys recently found valid, by key digest, each for `seconds`."""
+
+    def __init__(self, seconds: float = KEY_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self.seconds = seconds
+        self.clock = clock
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, digest: str) -> Principal | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        expires, principal = entry
+        if expires <= self.clock():
+            del self._entries[digest]
+            return None
+        return principal
+
+    def put(self, digest: str, principal: Principal) -> None:
+        self._entries.pop(digest, None)  # re-inserted last: the dict's order is the order of expiry
+        self._entries[digest] = (self.clock() + self.seconds, principal)
+        while len(self._entries) > _KEYS_REMEMBERED:
+            del self._entries[next(iter(self._entries))]
+
+    def forget(self, digest: str) -> None:
+        self._entries.pop(digest, None)
+
+
+# One cache per Database: a process may serve several databases (tests run several platforms).
+_key_caches: weakref.WeakKeyDictionary[Database, KeyCache] = weakref.WeakKeyDictionary()
+
+
+def key_cache(database: Database) -> KeyCache:
+    cache = _key_caches.get(database)
+    if cache is None:
+        cache = _key_caches[database] = KeyCache()
+    return cache
+
+
+@event.listens_for(ApiKey, "after_update")
+@event.listens_for(ApiKey, "after_delete")
+def _forget_changed_key(_mapper: Any, _connection: Any, key: ApiKey) -> None:
+    """A key revoked or deleted through this process's ORM is forgotten at once, whichever database."""
+    for cache in list(_key_caches.values()):
+        cache.forget(key.key_hash)
 
 
 def check_role(principal: Principal, *roles: Role) -> Principal:

@@ -1,12 +1,16 @@
 """Reads and writes of features and their logs. Each function works inside the caller's transaction, so a
-state change, its event-log entry and the events it causes commit together or not at all."""
+state change, its event-log entry and the events it causes commit together or not at all; `admit_feature`,
+the gateway's hot path, is all or nothing on its own."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,15 +26,18 @@ from service_feature.events import (
 )
 from service_feature.lifecycle import FeatureStatus, transition
 from service_feature.models import FeatureRequest
+from service_feature.store.database import Database
 from service_feature.store.tables import (
     Execution,
     Feature,
     FeatureEvent,
+    OpenFeatureCount,
     OutboxMessage,
     Patch,
     ProcessedMessage,
     Review,
     TranscriptEntry,
+    utcnow,
 )
 
 
@@ -43,32 +50,156 @@ async def create_feature(
 ) -> Feature:
     """Insert a queued feature and log it; with `announce`, queue its request event in the same transaction
     (not when the request arrived on the bus already). `submitted_by`: the API key's id, if any."""
-    feature = Feature(
-        execution_id=request.execution_id,
-        submitted_by=submitted_by,
-        status=FeatureStatus.queued.value,
-        request=request.model_dump(mode="json"),
-        repository_url=request.repository_url,
-        base_branch=request.branch,
-        title=request.specification.title,
-        attempts=0,
-        agent_turns=0,
-        input_tokens=0,
-        output_tokens=0,
-        cached_input_tokens=0,
-        cost_usd=0.0,
-    )
+    feature = Feature(**new_feature_values(request, submitted_by, utcnow()))
     session.add(feature)
-    append_event(session, request.execution_id, "feature.accepted", FeatureStatus.queued, {})
+    append_event(session, request.execution_id, ACCEPTED, FeatureStatus.queued, {})
     if announce:
-        event = FeatureRequested(request=request)
-        add_outbox(
-            session,
-            event.subject,
-            Envelope.of(request.execution_id, event, event_id=f"request-{request.execution_id}"),
-        )
+        add_outbox(session, Subjects.FEATURE_REQUESTS, request_envelope(request))
     await session.flush()
     return feature
+
+
+ACCEPTED = "feature.accepted"  # the event-log entry of a feature's creation
+
+
+def new_feature_values(request: FeatureRequest, submitted_by: str | None, now: datetime) -> dict[str, Any]:
+    """The columns of a feature just accepted, queued, nothing spent on it yet."""
+    return {
+        "execution_id": request.execution_id,
+        "submitted_by": submitted_by,
+        "status": FeatureStatus.queued.value,
+        "request": request.model_dump(mode="json"),
+        "repository_url": request.repository_url,
+        "base_branch": request.branch,
+        "title": request.specification.title,
+        "attempts": 0,
+        "agent_turns": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cached_input_tokens": 0,
+        "cost_usd": 0.0,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,  # what the ORM's optimistic locking starts from
+    }
+
+
+def request_envelope(request: FeatureRequest) -> Envelope:
+    """The request's event, its id derived from the execution_id: a repeated publish is one message."""
+    event = FeatureRequested(request=request)
+    return Envelope.of(request.execution_id, event, event_id=f"request-{request.execution_id}")
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a submission came to: the feature created, or what stood in its way."""
+
+    feature: Feature | None  # None: not created
+    taken: bool  # the execution_id named a feature already
+    open_features: int  # the key's features not yet ended, before this submission
+
+
+async def admit_feature(
+    database: Database, request: FeatureRequest, *, submitted_by: str, max_open: int
+) -> Admission:
+    """Create a queued feature with its log entry and its request event, unless the execution_id is taken
+    or the key already has `max_open` features that have not ended. All or nothing: one statement on
+    PostgreSQL (one round trip, no transaction held open across round trips), one transaction on SQLite.
+    A submission racing another with the same execution_id comes back neither created nor taken: the
+    unique key refused it."""
+    values = new_feature_values(request, submitted_by, utcnow())
+    envelope = request_envelope(request).to_json()
+    if database.is_postgres:
+        return await _admit_in_one_statement(database, values, envelope, max_open)
+    return await _admit_in_one_transaction(database, values, envelope, max_open)
+
+
+# The feature, its log entry and its outbox row in one statement (data-modifying CTEs), which also reads
+# the key's open count and whether the id is taken. Plain SQL on the driver's connection: this is the
+# gateway's hot path, and building and compiling the equivalent Core statement cost more than running it.
+# Its literals are `FeatureStatus.queued`, `ACCEPTED` and `Subjects.FEATURE_REQUESTS`.
+_ADMIT_SQL = """
+WITH admitted AS (
+    SELECT coalesce(
+        (SELECT open_features FROM open_feature_counts WHERE submitted_by = $2::varchar), 0
+    ) AS open_now
+), created AS (
+    INSERT INTO features (
+        execution_id, submitted_by, status, request, repository_url, base_branch, title, attempts,
+        agent_turns, input_tokens, output_tokens, cached_input_tokens, cost_usd, created_at, updated_at,
+        version
+    )
+    SELECT $1::varchar, $2::varchar, 'queued', $3::json, $4::text, $5::varchar,
+        $6::varchar, 0, 0, 0, 0, 0, 0.0, $7::timestamptz, $7::timestamptz, 1
+    FROM admitted WHERE open_now < $8::integer
+    ON CONFLICT (execution_id) DO NOTHING
+    RETURNING execution_id
+), logged AS (
+    INSERT INTO feature_events (execution_id, type, status, detail, created_at)
+    SELECT execution_id, 'feature.accepted', 'queued', '{}'::json, $7::timestamptz
+    FROM created
+), queued AS (
+    INSERT INTO outbox (subject, envelope, created_at)
+    SELECT 'feature.requests', $9::json, $7::timestamptz FROM created
+)
+SELECT admitted.open_now, created.execution_id IS NOT NULL AS created,
+    EXISTS (SELECT 1 FROM features WHERE execution_id = $1::varchar) AS taken
+FROM admitted LEFT JOIN created ON true
+"""
+
+
+async def _admit_in_one_statement(
+    database: Database, values: dict[str, Any], envelope: dict[str, Any], max_open: int
+) -> Admission:
+    """PostgreSQL: `_ADMIT_SQL`, atomic on its own, so run outside any transaction (autocommit)."""
+    arguments = (
+        values["execution_id"],
+        values["submitted_by"],
+        json.dumps(values["request"]),
+        values["repository_url"],
+        values["base_branch"],
+        values["title"],
+        values["created_at"],
+        max_open,
+        json.dumps(envelope),
+    )
+    async with database.engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None, "a pooled connection is open"
+        row = await driver.fetchrow(_ADMIT_SQL, *arguments)
+    if row["created"]:
+        return Admission(Feature(**values), False, int(row["open_now"]))
+    return Admission(None, bool(row["taken"]), int(row["open_now"]))
+
+
+async def _admit_in_one_transaction(
+    database: Database, values: dict[str, Any], envelope: dict[str, Any], max_open: int
+) -> Admission:
+    """SQLite: the same writes as `_ADMIT_SQL`, as Core statements in one transaction (SQLite has no
+    data-modifying CTEs; its round trips stay in this process)."""
+    open_now = func.coalesce(
+        select(OpenFeatureCount.open_features)
+        .where(OpenFeatureCount.submitted_by == values["submitted_by"])
+        .scalar_subquery(),
+        0,
+    )
+    execution_id = values["execution_id"]
+    async with database.engine.begin() as connection:
+        open_features = int((await connection.execute(select(open_now))).scalar_one())
+        if open_features >= max_open:
+            taken = await connection.execute(select(exists().where(Feature.execution_id == execution_id)))
+            return Admission(None, bool(taken.scalar_one()), open_features)
+        created = await connection.execute(
+            sqlite_insert(Feature).values(values).on_conflict_do_nothing().returning(Feature.execution_id)
+        )
+        if created.one_or_none() is None:
+            return Admission(None, True, open_features)
+        now = values["created_at"]
+        accepted = {"execution_id": execution_id, "type": ACCEPTED, "status": FeatureStatus.queued.value}
+        await connection.execute(insert(FeatureEvent).values(**accepted, detail={}, created_at=now))
+        queued = {"subject": Subjects.FEATURE_REQUESTS, "envelope": envelope, "created_at": now}
+        await connection.execute(insert(OutboxMessage).values(queued))
+    return Admission(Feature(**values), False, open_features)
 
 
 async def list_features(
@@ -96,11 +227,10 @@ async def list_features(
 
 
 async def count_open_features(session: AsyncSession, submitted_by: str) -> int:
-    """Features of one API key that have not ended (queued or in progress)."""
-    open_statuses = [s.value for s in FeatureStatus if not s.is_terminal]
-    query = select(func.count()).select_from(Feature)
-    query = query.where(Feature.submitted_by == submitted_by, Feature.status.in_(open_statuses))
-    return int((await session.execute(query)).scalar_one())
+    """Features of one API key that have not ended (queued or in progress), as the database's triggers
+    keep count of them (migration 0006): one row to read, however many the key has."""
+    query = select(OpenFeatureCount.open_features).where(OpenFeatureCount.submitted_by == submitted_by)
+    return int(await session.scalar(query) or 0)
 
 
 def move(

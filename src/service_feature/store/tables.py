@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -167,6 +168,26 @@ class OutboxMessage(Base):
     envelope: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(index=True)
+
+    # What the relay reads: the oldest unpublished rows, however many published ones the table holds.
+    __table_args__ = (
+        Index(
+            "ix_outbox_unpublished",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+    )
+
+
+class OpenFeatureCount(Base):
+    """How many features of an API key have not ended: the gateway's per-key admission limit reads it.
+    Kept by database triggers on `features` (migration 0006), never written by the application."""
+
+    __tablename__ = "open_feature_counts"
+
+    submitted_by: Mapped[str] = mapped_column(String(32), primary_key=True)
+    open_features: Mapped[int] = mapped_column(Integer)
 
 
 class ProcessedMessage(Base):
