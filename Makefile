@@ -294,8 +294,18 @@ k8s-apply: ## Apply them: migration Job first, then the services (needs a cluste
 
 ## —— Quality ———————————————————————————————————————————————————————————————
 .PHONY: test
+# SF_REQUIRE_DOCKER=1: tests/integration/docker start a private Docker engine (installing docker.io and
+# debootstrap where missing) and fail rather than skip when they cannot; see tests/support/docker_engine.py.
 test: install toolchains ## Run the whole test suite
-	SF_REQUIRE_BWRAP=1 SF_REQUIRE_TOOLCHAINS=1 SF_REQUIRE_SEMGREP=1 SF_REQUIRE_BROWSER=1 $(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+	SF_REQUIRE_BWRAP=1 SF_REQUIRE_TOOLCHAINS=1 SF_REQUIRE_SEMGREP=1 SF_REQUIRE_BROWSER=1 SF_REQUIRE_DOCKER=1 $(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+
+.PHONY: screenshots
+screenshots: install toolchains ## Refresh the README's dashboard screenshots (docs/screenshots) from the browser tests
+	SF_REQUIRE_BROWSER=1 SF_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest tests/e2e/browser $(PYTEST_ARGS)
+
+.PHONY: test-docker
+test-docker: install ## Only the Docker sandbox's tests, on a private engine with a local Debian base image
+	SF_REQUIRE_DOCKER=1 $(BIN)/pytest tests/integration/docker $(PYTEST_ARGS)
 
 .PHONY: toolchains
 toolchains: ## Install the language toolchains the executor's tests use, and the dashboard tests' Chromium, where missing

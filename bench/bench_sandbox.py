@@ -11,9 +11,11 @@ Two workloads, each run N times alternately plain and sandboxed, median wall tim
 
 Run as root, a third column is the sandbox as bwrap alone would make it (host root, SANDBOX_HOST_UID=0):
 the price of handing the run to an unprivileged host uid (setpriv, the workspace lent) is their ratio.
-Needs bubblewrap and PyPI (for pytest).
+With `--docker`, a Docker column: the Docker sandbox (a container per run) on the engine at `DOCKER_HOST`,
+else on a private engine the test support starts (`tests/support/docker_engine.py`, its local Debian base
+image), with the same environment bound read-only. Needs bubblewrap and PyPI (for pytest).
 
-    .venv/bin/python bench/bench_sandbox.py [--runs N]
+    .venv/bin/python bench/bench_sandbox.py [--runs N] [--docker]
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker  # type: ignore[import-untyped]
+
 from service_feature.executor.sandbox.base import Limits, ProcessResult, Sandbox
 from service_feature.executor.sandbox.bwrap import WORKSPACE, BwrapSandbox
+from service_feature.executor.sandbox.docker import DockerSandbox
 from service_feature.executor.sandbox.process import ProcessSandbox
 from service_feature.executor.sandbox.userns import identity_for
 from service_feature.executor.setup import EnvironmentCache, with_readonly
@@ -75,6 +80,8 @@ async def compare(
     ms = {name: statistics.median(values) * 1000 for name, values in times.items()}
     line = f"{label:<8} plain {ms['plain']:8.1f} ms   bwrap {ms['bwrap']:8.1f} ms"
     line += f"   ratio {ms['bwrap'] / ms['plain']:6.2f}x"
+    if "docker" in ms:
+        line += f"   docker {ms['docker']:8.1f} ms   ratio {ms['docker'] / ms['plain']:6.2f}x"
     if "as-root" in ms:
         line += f"   | as host root {ms['as-root']:8.1f} ms, hand-off {ms['bwrap'] / ms['as-root']:5.2f}x"
     print(line)
@@ -122,12 +129,39 @@ async def executor_environment(
     return configured, environment.entry
 
 
-async def main(runs: int) -> None:
+@contextlib.contextmanager
+def docker_sandbox(wanted: bool) -> Iterator[DockerSandbox | None]:
+    """The Docker sandbox on DOCKER_HOST's engine if one answers, else a private one; None if not wanted."""
+    if not wanted:
+        yield None
+        return
+    if os.environ.get("DOCKER_HOST") and DockerSandbox.probe_error() is None:
+        yield DockerSandbox(image=os.environ.get("SANDBOX_DOCKER_IMAGE", "python:3.11-slim"))
+        return
+    from tests.support.docker_engine import private_engine  # only the bench's Docker column needs it
+
+    with private_engine() as engine:
+        client = docker.DockerClient(base_url=engine.host)
+        try:
+            yield DockerSandbox(image=engine.image, client=client)
+        finally:
+            client.close()
+
+
+async def main(runs: int, docker_column: bool) -> None:
+    with docker_sandbox(docker_column) as container:
+        await measure(runs, container)
+
+
+async def measure(runs: int, container: DockerSandbox | None) -> None:
     names = ["plain", "bwrap", *(["as-root"] if os.geteuid() == 0 else [])]
     bwrap = BwrapSandbox()
     sandboxes: dict[str, Sandbox] = {"plain": ProcessSandbox(), "bwrap": bwrap}
     if "as-root" in names:
         sandboxes["as-root"] = BwrapSandbox(identity=identity_for(0))
+    if container is not None:
+        names.append("docker")
+        sandboxes["docker"] = container
     with tempfile.TemporaryDirectory(prefix="sf-bench-") as name:
         directory = Path(name)
         print(f"median of {runs} runs each (platform python {sys.version.split()[0]})")
@@ -157,4 +191,6 @@ async def main(runs: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=21)
-    asyncio.run(main(parser.parse_args().runs))
+    parser.add_argument("--docker", action="store_true", help="add the Docker sandbox's column")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.runs, arguments.docker))

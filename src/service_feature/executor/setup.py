@@ -32,8 +32,8 @@ setup writes there can reach another's environment, the price of not downloading
 
 The bubblewrap sandbox mounts a private tmpfs over `/dev/shm`, so a cache there would be invisible to the
 tests: such a cache root is refused with a message rather than failing obscurely (one under `/tmp` works:
-the sandbox binds it on top of its private `/tmp`). Docker cannot bind the
-entry: with it, dependencies are not available to the tests (run Docker images with them preinstalled).
+the sandbox binds it on top of its private `/tmp`). The Docker sandbox binds the entry, the interpreter and
+uv at their host paths the same way (system dirs excepted: those are the image's).
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ import structlog
 from service_feature.executor.overrides import OVERRIDES_FILE, InvalidOverrides, read_overrides
 from service_feature.executor.sandbox.base import ProcessResult, Sandbox
 from service_feature.executor.sandbox.bwrap import WORKSPACE, BwrapSandbox
+from service_feature.executor.sandbox.docker import DockerSandbox
 from service_feature.executor.sandbox.process import ProcessSandbox
 from service_feature.executor.toolchains import ENV_DIR, DependencyFiles, SetupStep, Toolchain
 
@@ -227,16 +228,16 @@ def workspace_path(sandbox: Sandbox, workdir: Path) -> str:
 
 
 def with_readonly(sandbox: Sandbox, paths: Sequence[Path]) -> Sandbox:
-    """`sandbox`, also showing `paths` read-only: bwrap binds them; the process sandbox sees the host anyway;
-    Docker is returned as it is (see the module docstring)."""
-    if not isinstance(sandbox, BwrapSandbox) or not paths:
+    """`sandbox`, also showing `paths` read-only: bwrap and Docker bind them; the process sandbox sees the
+    host anyway."""
+    if not isinstance(sandbox, BwrapSandbox | DockerSandbox) or not paths:
         return sandbox
     return sandbox.with_readonly(paths)
 
 
 def with_writable(sandbox: Sandbox, paths: Sequence[Path]) -> Sandbox:
     """`sandbox`, also able to write `paths` (existing directories), as `with_readonly` decides."""
-    if not isinstance(sandbox, BwrapSandbox) or not paths:
+    if not isinstance(sandbox, BwrapSandbox | DockerSandbox) or not paths:
         return sandbox
     return sandbox.with_writable(paths)
 

@@ -74,7 +74,12 @@ def create_sandbox(settings: ExecutorSettings, *, network: bool = False) -> Sand
         return _logged(sandbox)
     docker_error = DockerSandbox.probe_error()
     if docker_error is None:
-        return _logged(DockerSandbox(image=settings.sandbox_docker_image, network=network))
+        docker_sandbox = DockerSandbox(
+            image=settings.sandbox_docker_image,
+            network=network,
+            network_fallback=settings.sandbox_setup_network_fallback,
+        )
+        return _logged(docker_sandbox)
     if kind == "docker":
         raise SandboxUnavailableError(f"SANDBOX_TYPE=docker but no Docker engine answers: {docker_error}")
     raise SandboxUnavailableError(
