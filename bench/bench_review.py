@@ -1,9 +1,11 @@
 """Benchmark of the reviewer: accuracy on the labelled corpus and time per 1,000 changed lines.
 
-Run from the repository root:  .venv/bin/python -m bench.bench_review [--repeat 3] [--held-out]
+Run from the repository root:  .venv/bin/python -m bench.bench_review [--repeat 3] [--held-out [BATCH]]
 
 `--held-out` reports the tuning part and the held-out part of the corpus (cases marked `held_out: true`,
-never tuned on) separately, and skips the timing.
+never tuned on) separately, and skips the timing; `--held-out heldout3` reports only the held-out cases whose
+name starts with `heldout3` (one blind batch) next to the tuning part.
+Class-labelled cases (`labels: classes`) are scored by the class of each finding (`finding_class`).
 
 Accuracy: each case's findings (as a set of rule ids) against its labels (`expected.rules`, the truth, not
 the `known_gap` the corpus test pins), as precision and recall per category and overall, and the share of
@@ -25,10 +27,20 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from service_feature.diffs import parse_diff
 from service_feature.models import Decision
 from service_feature.reviewer.review import ReviewInput, ReviewPolicy, review
-from tests.support.review_corpus import Case, Checkouts, build, case_names, materialise, run_result
+from tests.support.review_corpus import (
+    CORPUS_DIR,
+    Case,
+    Checkouts,
+    build,
+    case_names,
+    materialise,
+    run_result,
+)
 
 CATEGORIES = {
     "secrets": "secrets",
@@ -51,7 +63,7 @@ def accuracy(cases: list[Case]) -> None:
     wrong_approvals: list[str] = []
     for case in cases:
         result = review(case.subject, case.policy)
-        found = {finding.rule_id for finding in result.findings}
+        found = case.found(result.findings)
         right_decisions += result.decision is case.decision
         if result.decision is not case.decision:
             made[result.decision] += 1
@@ -115,6 +127,11 @@ def _apply_check(diff: str, base: Path) -> None:
     subprocess.run(command, cwd=base, input=diff.encode(), check=True)
 
 
+def _is_held_out(name: str) -> bool:
+    raw = yaml.safe_load((CORPUS_DIR / f"{name}.yml").read_text(encoding="utf-8"))
+    return bool(raw.get("held_out", False))
+
+
 def _ratio(numerator: int, denominator: int) -> str:
     return f"{numerator / denominator:.2f}" if denominator else "-"
 
@@ -122,13 +139,25 @@ def _ratio(numerator: int, denominator: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="timing rounds; the median is printed")
-    parser.add_argument("--held-out", action="store_true", help="the tuning and held-out parts apart")
+    parser.add_argument(
+        "--held-out",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="BATCH",
+        help="the tuning and held-out parts apart; BATCH: only held-out cases whose name starts with it",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-review-") as tmp:
         root = Path(tmp)
-        cases = [materialise(name, root / name) for name in case_names()]
-        if args.held_out:
-            for held, part in ((False, "tuning part"), (True, "held-out part")):
+        batch: str | None = args.held_out
+        names = case_names()
+        if batch:
+            names = [name for name in names if name.startswith(batch) or not _is_held_out(name)]
+        cases = [materialise(name, root / name) for name in names]
+        if batch is not None:
+            held_part = f"held-out part ({batch}*)" if batch else "held-out part"
+            for held, part in ((False, "tuning part"), (True, held_part)):
                 chosen = [case for case in cases if case.held_out is held]
                 clean = sum(case.decision is Decision.approve for case in chosen)
                 print(f"\nAccuracy on the {part}: {len(chosen)} cases, {clean} clean")

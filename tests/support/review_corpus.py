@@ -5,6 +5,7 @@ A case is one YAML file (whole, so the corpus has no loose `.py` files for linte
     description: what the case shows
     source: where its shape comes from (an advisory, a scanner's own test case, a real leak shape)
     held_out: true                                                  # optional: never tuned on (see below)
+    labels: classes                                                 # optional: `expected.rules` are classes
     specification: {title, requirements, target_files, language}   # optional; a small Python feature
     policy: {max_changed_lines: 40}                                 # optional ReviewPolicy fields
     base: {path: content}                                           # the base commit's files
@@ -23,6 +24,11 @@ Held-out cases measure the reviewer the way an independent set would: they were 
 before the reviewer was run on them, and no rule or threshold is changed to fit them; their shortfalls are
 recorded as `known_gap`, never fixed against them. `bench/bench_review.py --held-out` reports them apart.
 
+Class labels (`labels: classes`, the third blind batch): `expected.rules` name classes of issue
+(`class.tls-verification-disabled`, `class.path-traversal`, `class.secret`, …) rather than rule ids, since the
+batch was labelled without knowing which rule would report what. A finding counts as its class
+(`finding_class`) when it is medium or above; low and info findings are notes that decide nothing.
+
 Content may be `!!binary` (base64) for binary files. `materialise()` commits the base in a git repository,
 makes the diff with `git diff --binary -M` from a copy with the patch written, and `git apply`s it to a fresh
 copy of the base: the review sees what the service gives it, a diff and a patched checkout.
@@ -40,7 +46,7 @@ from typing import Any
 
 import yaml
 
-from service_feature.models import Decision, Language, Specification, TestResult
+from service_feature.models import Decision, Finding, Language, Severity, Specification, TestResult
 from service_feature.reviewer.review import ReviewInput, ReviewPolicy
 
 Files = Mapping[str, str | bytes | None]  # path -> content; None deletes
@@ -66,6 +72,73 @@ class Case:
     observed_decision: Decision
     observed_rules: frozenset[str]
     held_out: bool = False
+    class_labels: bool = False
+
+    def found(self, findings: list[Finding]) -> frozenset[str]:
+        """What the case's labels are compared with: rule ids, or classes for a class-labelled case."""
+        if self.class_labels:
+            return finding_classes(findings)
+        return frozenset(finding.rule_id for finding in findings)
+
+
+_BANDIT_CLASSES = {
+    "command-injection": "B602 B603 B604 B605 B606 B607 B609",
+    "sql-injection": "B608 B610 B611",
+    "code-injection": "B102 B307",
+    "unsafe-deserialization": "B301 B302 B403 B506 B614",
+    "weak-crypto": "B303 B304 B305 B324 B413 B505",
+    "insecure-randomness": "B311",
+    "tls-verification-disabled": "B323 B501 B502 B503 B504",
+    "insecure-temp-file": "B108 B306",
+    "path-traversal": "B202",
+    "ssrf": "B310",
+    "xss": "B701 B702 B703 B704",
+    "xxe": "B313 B314 B315 B316 B317 B318 B319 B320 B405 B406 B407 B408 B409 B410 B411",
+}
+_BANDIT = {test: name for name, tests in _BANDIT_CLASSES.items() for test in tests.split()}
+# A semgrep rule's class from the words of its id, first match wins.
+_SEMGREP_WORDS = (
+    ("tls-verification-disabled", ("tls", "cert", "ssl")),
+    ("ssrf", ("ssrf", "url-fetch")),
+    (
+        "command-injection",
+        ("shell", "child-process", "command", "computed-program", "exec", "script-injection"),
+    ),
+    ("code-injection", ("eval", "vm", "code-")),
+    ("xss", ("html", "xss", "dangerously")),
+    ("sql-injection", ("sql",)),
+    ("insecure-randomness", ("random",)),
+    ("path-traversal", ("tarfile", "zip", "traversal", "path", "file")),
+    ("insecure-temp-file", ("temp", "tmp")),
+    ("weak-crypto", ("hash", "md5", "sha1", "crypto")),
+    ("unsafe-deserialization", ("deserial", "pickle", "yaml")),
+    ("jwt-unverified", ("jwt",)),
+)
+_WEIGHTY = {Severity.critical, Severity.high, Severity.medium}
+
+
+def finding_class(rule_id: str) -> str:
+    """The class of issue a rule id reports (`class.<name>`), for class-labelled cases."""
+    scanner, _, rest = rule_id.partition(".")
+    if scanner == "secrets":
+        return "class.secret"
+    if scanner == "bandit" and rest in _BANDIT:
+        return f"class.{_BANDIT[rest]}"
+    if scanner == "semgrep":
+        for name, words in _SEMGREP_WORDS:
+            if any(word in rest for word in words):
+                return f"class.{name}"
+    if scanner == "policy":
+        return f"class.{rest}"
+    if scanner == "tests":
+        return f"class.tests-{rest}"
+    if scanner == "architecture":
+        return "class.architecture"
+    return f"class.{rule_id}"
+
+
+def finding_classes(findings: list[Finding]) -> frozenset[str]:
+    return frozenset(finding_class(finding.rule_id) for finding in findings if finding.severity in _WEIGHTY)
 
 
 def case_names() -> list[str]:
@@ -124,6 +197,7 @@ def materialise(name: str, workdir: Path) -> Case:
         observed_decision=Decision(gap.get("decision", expected["decision"])),
         observed_rules=(rules - set(gap.get("misses", []))) | set(gap.get("false_alarms", [])),
         held_out=bool(raw.get("held_out", False)),
+        class_labels=raw.get("labels") == "classes",
     )
 
 

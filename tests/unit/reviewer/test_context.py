@@ -53,6 +53,9 @@ def test_path_kinds_follow_ecosystem_conventions(path: str, kind: PathKind) -> N
         ("pk_live_51H8x2LKj3h4k5l6m7n8o9p0q1r2s3t4u5v6w7x8y9z", "", True),
         (HEX64, f"{HEX64}  app-1.0.tar.gz", True),
         (HEX64, f'TOOL_SHA256 = "{HEX64}"', True),
+        ("confirm_password", 'CONFIRM_PASSWORD_FIELD = "confirm_password"', True),  # a field's name
+        ("api-key", 'header = "api-key"', True),
+        ("password", 'PASSWORD_FIELD = "password"', True),
     ],
 )
 def test_public_by_design_values(secret: str, line: str, heuristic: bool) -> None:
@@ -65,6 +68,8 @@ def test_public_by_design_values(secret: str, line: str, heuristic: bool) -> Non
         (TOKEN, f'TOKEN = "{TOKEN}"', False),
         ("AKIAEXAMPLE7LZ4TPJ3M", "", False),  # the word hidden inside a key is no placeholder
         (HEX64, f'SIGNING_SECRET = "{HEX64}"', True),
+        ("password", 'DB_PASSWORD = "password"', True),  # a weak password, not a field's name
+        ("hunter2_password9", 'PASSWORD = "hunter2_password9"', True),
         # a digest name does not excuse a known format
         (
             "sk_live_r95e2kZcnPTduhrp7Nh3aYM5aQhm22uj",

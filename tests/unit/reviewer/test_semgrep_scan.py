@@ -210,3 +210,195 @@ def test_a_grouped_import_of_unsafe_is_found(make_patch: MakePatch) -> None:
     findings = semgrep_scan.scan(parse_diff(patch.diff), patch.patched)
 
     assert [(f.rule_id, f.severity) for f in findings] == [("semgrep.sf-go-unsafe", Severity.high)]
+
+
+# The rules after maintained rule sets (docs/review.md, "Rules and the maintained rules they follow"): each
+# shape beside a safe look-alike that must stay quiet.
+_MAINTAINED_SHAPES = {
+    "svc/tls.go": (
+        "package svc\n\n"
+        'import "crypto/tls"\n\n'
+        "func Insecure() *tls.Config {\n"
+        "\treturn &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}\n"  # 6
+        "}\n\n"
+        "func Strict() *tls.Config { return &tls.Config{MinVersion: tls.VersionTLS12} }\n"
+    ),
+    "svc/unzip.go": (
+        "package svc\n\n"
+        'import (\n\t"archive/zip"\n\t"os"\n\t"path/filepath"\n\t"strings"\n)\n\n'
+        "func Unchecked(r *zip.Reader, dest string) {\n"
+        "\tfor _, f := range r.File {\n"
+        "\t\ttarget := filepath.Join(dest, f.Name)\n"  # 12
+        "\t\tif f.FileInfo().IsDir() {\n\t\t\tcontinue\n\t\t}\n"
+        "\t\tos.Create(target)\n"
+        "\t}\n}\n\n"
+        "func Checked(r *zip.Reader, dest string) {\n"
+        "\tfor _, f := range r.File {\n"
+        "\t\ttarget := filepath.Join(dest, f.Name)\n"
+        '\t\tif !strings.HasPrefix(target, filepath.Clean(dest)+"/") {\n\t\t\tcontinue\n\t\t}\n'
+        "\t\tos.Create(target)\n"
+        "\t}\n}\n"
+    ),
+    "svc/handler.go": (
+        "package svc\n\n"
+        'import (\n\t"crypto/md5"\n\t"math/rand"\n\t"net/http"\n\t"os"\n\t"os/exec"\n\t"path/filepath"\n)\n\n'
+        "func Handle(w http.ResponseWriter, r *http.Request) {\n"
+        '\tname := r.URL.Query().Get("name")\n'
+        '\texec.Command("convert", name, "out.png").Run()\n'
+        '\thttp.Get(r.FormValue("url"))\n'  # 15
+        '\tos.ReadFile(filepath.Join("/srv", name))\n'  # 16
+        '\tos.ReadFile(filepath.Join("/srv", filepath.Base(name)))\n'
+        "}\n\n"
+        "func ResetToken() int { return rand.Intn(1 << 30) }\n"  # 20
+        "func Jitter() int     { return rand.Intn(100) }\n\n"
+        "func HashPassword(password string) [16]byte { return md5.Sum([]byte(password)) }\n"  # 23
+        "func ETag(body []byte) [16]byte             { return md5.Sum(body) }\n"
+    ),
+    "web/server.ts": (
+        'import https from "node:https";\n'
+        'import * as vm from "node:vm";\n'
+        'import { execSync } from "child_process";\n'
+        'import path from "node:path";\n'
+        'import express from "express";\n\n'
+        "export const insecure = new https.Agent({ keepAlive: true, rejectUnauthorized: false });\n"  # 7
+        "export const strict = new https.Agent({ rejectUnauthorized: true });\n"
+        'process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0";\n'  # 9
+        "export const run = (code: string) => vm.runInNewContext(code, {});\n"  # 10
+        'export const fixed = () => vm.runInNewContext("1 + 1");\n'
+        "const app = express();\n"
+        'app.get("/f/:name", (req, res) => {\n'
+        "  res.sendFile(path.join(__dirname, req.params.name));\n"  # 14
+        '  res.sendFile(req.params.name, { root: "/srv" });\n'
+        "  fetch(req.query.url as string);\n"  # 16
+        "  res.send(execSync(`ls ${req.query.dir}`));\n"  # 17
+        "});\n"
+        "export function unpack(zip: any, dir: string, fs: any) {\n"
+        "  for (const entry of zip.getEntries()) {\n"
+        "    fs.writeFileSync(path.join(dir, entry.entryName), entry.getData());\n"  # 21
+        "  }\n"
+        "}\n"
+        "export function resetCode(): string {\n"
+        "  return Math.random().toString(36).slice(2);\n"  # 25
+        "}\n"
+        "export const delay = () => 100 + Math.random() * 50;\n"
+    ),
+    "web/Note.tsx": (
+        'import DOMPurify from "dompurify";\n'
+        "export const Raw = ({ html }: { html: string }) => "
+        "<div dangerouslySetInnerHTML={{ __html: html }} />;\n"
+        "export const Clean = ({ html }: { html: string }) => (\n"
+        "  <div dangerouslySetInnerHTML={{ __html: DOMPurify.sanitize(html) }} />\n"
+        ");\n"
+    ),
+    "src/net.rs": (
+        "use std::process::Command;\n\n"
+        "pub fn client() -> reqwest::Result<reqwest::Client> {\n"
+        "    reqwest::Client::builder().danger_accept_invalid_certs(true).build()\n"  # 4
+        "}\n\n"
+        "pub fn thumb(name: &str) {\n"
+        '    let script = format!("convert {} t.png", name);\n'
+        '    Command::new("/bin/bash").args(["-c", &script]).status().ok();\n'  # 9
+        '    Command::new("convert").arg(name).arg("t.png").status().ok();\n'
+        "}\n\n"
+        "pub fn unzip(dest: &std::path::Path, file: &zip::read::ZipFile) -> std::path::PathBuf {\n"
+        "    dest.join(file.name())\n"  # 14
+        "}\n\n"
+        "pub fn lock() -> std::path::PathBuf {\n"
+        '    std::env::temp_dir().join("app.lock")\n'  # 18
+        "}\n"
+    ),
+    "scripts/fetch.sh": (
+        "#!/bin/sh\n"
+        "OUT=/tmp/fetch-$$.tar\n"  # 2
+        'curl -fsSL --insecure "$URL" -o "$OUT"\n'  # 3
+        'curl -fsSL "$URL" -o "$(mktemp)"\n'
+    ),
+    ".github/workflows/triage.yml": (
+        "on:\n  pull_request_target:\n    types: [opened]\n"
+        "jobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        "        with:\n"
+        "          ref: ${{ github.event.pull_request.head.sha }}\n"  # 10
+        '      - run: echo "${{ github.event.pull_request.title }}"\n'  # 11
+        "      - env:\n          TITLE: ${{ github.event.pull_request.title }}\n"
+        '        run: echo "$TITLE"\n'
+    ),
+    "app/views.py": (
+        "import base64\nimport os\nimport pickle\n\nimport requests\n"
+        "from flask import Flask, request, send_file, send_from_directory\n\n"
+        "app = Flask(__name__)\n\n\n"
+        '@app.get("/a")\n'
+        "def a():\n"
+        '    return send_file(os.path.join("/srv", request.args["f"]))\n'  # 13
+        "\n\n"
+        '@app.get("/b")\n'
+        "def b():\n"
+        '    return send_from_directory("/srv", request.args["f"])\n'
+        "\n\n"
+        '@app.get("/c")\n'
+        "def c():\n"
+        '    return requests.get(request.args["u"], timeout=5).text\n'  # 23
+        "\n\n"
+        '@app.get("/d")\n'
+        "def d():\n"
+        '    return pickle.loads(base64.b64decode(request.cookies["cart"]))\n'  # 28
+    ),
+}
+
+
+@pytest.mark.usefixtures("semgrep_on_path")
+def test_the_shapes_of_maintained_rules_are_found_and_their_look_alikes_are_not(
+    make_patch: MakePatch,
+) -> None:
+    patch = make_patch({"README.md": "x\n"}, _MAINTAINED_SHAPES)
+
+    findings = semgrep_scan.scan(parse_diff(patch.diff), patch.patched)
+
+    assert sorted((f.file or "", f.line or 0, f.rule_id) for f in findings) == [
+        (".github/workflows/triage.yml", 10, "semgrep.sf-gha-pull-request-target-checkout"),
+        (".github/workflows/triage.yml", 11, "semgrep.sf-gha-run-script-injection"),
+        ("app/views.py", 13, "semgrep.sf-python-request-path"),
+        ("app/views.py", 23, "semgrep.sf-python-request-url-fetch"),
+        ("app/views.py", 28, "semgrep.sf-python-request-deserialization"),
+        ("scripts/fetch.sh", 2, "semgrep.sf-sh-predictable-temp-file"),
+        ("scripts/fetch.sh", 3, "semgrep.sf-sh-tls-verification-off"),
+        ("src/net.rs", 4, "semgrep.sf-rust-tls-verification-off"),
+        ("src/net.rs", 9, "semgrep.sf-rust-shell-command"),
+        ("src/net.rs", 14, "semgrep.sf-rust-archive-entry-path"),
+        ("src/net.rs", 18, "semgrep.sf-rust-temp-dir-fixed-name"),
+        ("svc/handler.go", 15, "semgrep.sf-go-request-url-fetch"),
+        ("svc/handler.go", 16, "semgrep.sf-go-request-path"),
+        ("svc/handler.go", 20, "semgrep.sf-go-insecure-random-secret"),
+        ("svc/handler.go", 23, "semgrep.sf-go-weak-password-hash"),
+        ("svc/tls.go", 6, "semgrep.sf-go-tls-skip-verify"),
+        ("svc/unzip.go", 12, "semgrep.sf-go-archive-path-join"),
+        ("web/Note.tsx", 2, "semgrep.sf-js-react-dangerous-html"),
+        ("web/server.ts", 7, "semgrep.sf-js-tls-verification-off"),
+        ("web/server.ts", 9, "semgrep.sf-js-tls-verification-off"),
+        ("web/server.ts", 10, "semgrep.sf-js-vm-code"),
+        ("web/server.ts", 14, "semgrep.sf-js-request-path"),
+        ("web/server.ts", 16, "semgrep.sf-js-request-url-fetch"),
+        ("web/server.ts", 17, "semgrep.sf-js-child-process-shell"),
+        ("web/server.ts", 17, "semgrep.sf-js-request-to-shell"),
+        ("web/server.ts", 21, "semgrep.sf-js-archive-entry-path"),
+        ("web/server.ts", 25, "semgrep.sf-js-insecure-random-secret"),
+    ]
+    severities = {f.rule_id: f.severity for f in findings}
+    assert severities["semgrep.sf-js-request-to-shell"] is Severity.critical
+    assert severities["semgrep.sf-python-request-deserialization"] is Severity.critical
+    assert severities["semgrep.sf-gha-pull-request-target-checkout"] is Severity.critical
+
+
+@pytest.mark.parametrize(
+    ("path", "workflow"),
+    [
+        (".github/workflows/ci.yml", True),
+        ("sub/.github/workflows/release.yaml", True),
+        ("action.yml", True),
+        ("deploy/app.yaml", False),
+        (".github/dependabot.yml", False),
+        ("workflows/ci.yml", False),
+    ],
+)
+def test_only_workflow_yaml_is_given_to_the_workflow_rules(path: str, workflow: bool) -> None:
+    assert semgrep_scan.is_workflow(path) is workflow

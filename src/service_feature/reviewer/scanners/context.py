@@ -85,6 +85,12 @@ _CHECKSUM_CONTEXT = re.compile(
     r"|commit|revision|\brev\b|\bref\b"  # a git object id is public: it names a published commit
     r"|[0-9a-f]{32,128}\s+\*?[\w./-]+\.\w{1,10}\b|\b[\w./-]+\.\w{1,10}\s*[:=]?\s*[0-9a-f]{32,128}"
 )
+# A field, form or setting name that says what it holds ("confirm_password", "api-key", "auth.token"):
+# words of letters joined by `_`, `-` or `.`, one of them a secret's name. A password is not written so.
+_FIELD_NAME = re.compile(r"^[a-z]+(?:[_.-][a-z]+)+$|^[A-Z]+(?:_[A-Z]+)+$|^[a-z]+(?:[A-Z][a-z]+)+$")
+_SECRET_WORD = re.compile(r"(?i)pass(?:word|wd|phrase)?|secret|token|key|pwd|credential")
+# …or one such word held by a constant named for what it names (`PASSWORD_FIELD = "password"`).
+_NAMING_CONSTANT = re.compile(r"(?i)\b\w*_?(?:field|name|param|column|attr|label|header|input)s?\b\s*[:=]")
 _SRI = re.compile(r"^(?:sha256|sha384|sha512)-[A-Za-z0-9+/]+={0,2}$")
 
 
@@ -102,4 +108,8 @@ def public_reason(secret: str, line: str, heuristic: bool) -> str | None:
             return "a published checksum"
         if _PUBLIC_NAME.search(line):
             return "a value named public or publishable"
+        if _SECRET_WORD.search(secret) and (
+            _FIELD_NAME.fullmatch(secret) or (secret.isalpha() and _NAMING_CONSTANT.search(line))
+        ):
+            return "the name of a field or setting, not its value"
     return None

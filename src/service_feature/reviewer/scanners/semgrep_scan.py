@@ -27,7 +27,9 @@ from service_feature.models import Finding, FindingCategory, Severity
 from service_feature.reviewer.scanners.paths import source_changes
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules" / "semgrep"
-LANGUAGE_SUFFIXES = (".py", ".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".go")  # what the rules cover
+# What the rules cover: source files by suffix, and GitHub Actions workflows (YAML, by place).
+LANGUAGE_SUFFIXES = (".py", ".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".go", ".rs", ".sh", ".bash")
+WORKFLOW_SUFFIXES = (".yml", ".yaml")
 TIMEOUT_SECONDS = 300.0
 _SEVERITY = {
     "CRITICAL": Severity.critical,
@@ -48,7 +50,11 @@ def executable() -> str | None:
 
 def scan(changes: Sequence[FileChange], patched_tree: Path) -> list[Finding]:
     semgrep = executable()
-    targets = {change.path: change.added_numbers for change in source_changes(changes, LANGUAGE_SUFFIXES)}
+    targets = {
+        change.path: change.added_numbers
+        for change in source_changes(changes)
+        if change.path.endswith(LANGUAGE_SUFFIXES) or is_workflow(change.path)
+    }
     if semgrep is None or not targets:
         return []
     command = [semgrep, "scan", "--experimental", "--config", str(RULES_DIR), "--json", "--quiet"]
@@ -71,6 +77,15 @@ def scan(changes: Sequence[FileChange], patched_tree: Path) -> list[Finding]:
         if targets.get(result["path"], frozenset()).intersection(range(first, last + 1)):
             findings.append(_finding(result))
     return findings
+
+
+def is_workflow(path: str) -> bool:
+    """A GitHub Actions workflow or action definition: the only YAML the workflow rules are given."""
+    parts = path.split("/")
+    if not path.endswith(WORKFLOW_SUFFIXES):
+        return False
+    in_workflows = len(parts) >= 3 and parts[-3:-1] == [".github", "workflows"]
+    return in_workflows or parts[-1] in ("action.yml", "action.yaml")
 
 
 def _finding(result: dict[str, Any]) -> Finding:
