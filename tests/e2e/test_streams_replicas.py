@@ -1,6 +1,7 @@
-"""Two gateway replicas (separate processes) over one PostgreSQL database and one NATS server, the
-services beside them as processes of their own: both stream a feature's events in the same order, and a
-client cut off from one replica resumes on the other with Last-Event-ID, missing nothing."""
+"""Two gateway replicas (separate processes) behind one port (a round-robin proxy, as a load balancer),
+over one PostgreSQL database and one NATS server, the services beside them as processes of their own:
+both stream a feature's events in the same order, and a client cut off from one replica resumes through
+the same port on the other with Last-Event-ID, missing nothing."""
 
 import asyncio
 import json
@@ -14,14 +15,22 @@ from service_feature.bus.embedded import EmbeddedNatsServer
 from service_feature.follow import StreamMessage, stream_messages
 from tests.support.cluster import prepared_cluster
 from tests.support.platform import feature_request, greeting_turns, write_script
+from tests.support.proxy import round_robin_proxy
 
 pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.postgres, pytest.mark.slow]
 
 
 async def _read(
-    url: str, headers: dict[str, str], path: str, *, last: str | None = None, count: int = 0
+    url: str,
+    headers: dict[str, str],
+    path: str,
+    *,
+    last: str | None = None,
+    count: int = 0,
+    opened: asyncio.Event | None = None,
 ) -> list[StreamMessage]:
-    """The stream's messages to its end, or its first `count` (then disconnect)."""
+    """The stream's messages to its end, or its first `count` (then disconnect); `opened` is set at the
+    first message."""
     sent = {**headers, **({"Last-Event-ID": last} if last else {})}
     messages: list[StreamMessage] = []
     async with (
@@ -31,6 +40,8 @@ async def _read(
     ):
         assert response.status_code == 200, await response.aread()
         async for message in stream_messages(response.aiter_lines()):
+            if opened is not None:
+                opened.set()
             messages.append(message)
             if len(messages) == count:
                 break
@@ -46,14 +57,18 @@ async def _scenario(a: str, b: str, headers: dict[str, str], origin: Path) -> No
         submitted = await api.post("/api/v1/features", json=feature_request(origin, "replicated"))
         assert submitted.status_code == 202, submitted.text
     path = "/api/v1/features/replicated/stream"
-
-    async def switch_replicas() -> list[StreamMessage]:
-        first = await _read(a, headers, path, count=3)
-        return first + await _read(b, headers, path, last=first[-1].id)
-
-    on_a, on_b, switched = await asyncio.gather(
-        _read(a, headers, path), _read(b, headers, path), switch_replicas()
-    )
+    replicas = [(httpx.URL(url).host, int(httpx.URL(url).port or 80)) for url in (a, b)]
+    async with round_robin_proxy(replicas) as proxy:
+        # Connections are opened one after another, so the proxy's turns are known: a, b, a, then b.
+        first_open, second_open = asyncio.Event(), asyncio.Event()
+        reading_a = asyncio.create_task(_read(proxy.url, headers, path, opened=first_open))
+        await first_open.wait()
+        reading_b = asyncio.create_task(_read(proxy.url, headers, path, opened=second_open))
+        await second_open.wait()
+        first = await _read(proxy.url, headers, path, count=3)
+        switched = first + await _read(proxy.url, headers, path, last=first[-1].id)
+        on_a, on_b = await asyncio.gather(reading_a, reading_b)
+    assert proxy.served == [0, 1, 0, 1]  # the resume went to the other replica, through the same port
     async with httpx.AsyncClient(base_url=b, headers=headers, timeout=30) as api:
         logged = (await api.get("/api/v1/features/replicated/events")).json()["events"]
     log = [{"execution_id": "replicated", **event} for event in logged]
