@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +68,31 @@ def _check_exactly_once(api: httpx.Client, origin: Path, execution_id: str) -> N
     assert branch.stdout.strip() == feature["delivered_commit"]
 
 
-def _start_all(cluster: Cluster) -> httpx.Client:
-    gateway = cluster.start("gateway")
-    for service in ("worker", "reviewer", "executor"):
-        cluster.start(service)
-    cluster.wait_ready()
-    return httpx.Client(base_url=gateway.url, timeout=30)
+@contextmanager
+def _slow_cluster(
+    root: Path, database_url: str, nats_url: str, *, exits_cleanly: bool = False
+) -> Iterator[tuple[Cluster, httpx.Client]]:
+    """All four services as processes, a model slow enough for a fault to land mid-step, and an admin's
+    client of the gateway; stopped (SIGTERM) at the end, and with `exits_cleanly` every exit code 0."""
+    slow_model = write_script(root / "model", greeting_turns(), latency_ms=SLOW_TURN_MS)
+    env = {"LLM_SCRIPT": str(slow_model), "SF_ACK_WAIT_SECONDS": ACK_WAIT}
+    cluster, headers = prepared_cluster(root / "cluster", database_url, nats_url, env)
+    try:
+        gateway = cluster.start("gateway")
+        for service in ("worker", "reviewer", "executor"):
+            cluster.start(service)
+        cluster.wait_ready()
+        with httpx.Client(base_url=gateway.url, headers=headers, timeout=30) as api:
+            yield cluster, api
+    finally:
+        codes = cluster.stop()
+    if exits_cleanly:
+        assert all(code == 0 for code in codes.values()), codes
+
+
+def _submit(api: httpx.Client, origin: Path, execution_id: str, **overrides: str) -> None:
+    response = api.post("/api/v1/features", json=feature_request(origin, execution_id, **overrides))
+    assert response.status_code == 202, response.text
 
 
 @pytest.mark.parametrize(
@@ -88,58 +108,36 @@ def test_a_service_killed_mid_step_and_restarted_loses_and_repeats_nothing(
     postgres_url: str,
     nats_server: EmbeddedNatsServer,
 ) -> None:
-    slow_model = write_script(tmp_path / "model", greeting_turns(), latency_ms=SLOW_TURN_MS)
-    env = {"LLM_SCRIPT": str(slow_model), "SF_ACK_WAIT_SECONDS": ACK_WAIT}
-    cluster, headers = prepared_cluster(tmp_path / "cluster", postgres_url, nats_server.url, env)
-    try:
-        with _start_all(cluster) as api:
-            api.headers.update(headers)
-            ids = [f"{service}-{n}" for n in range(2)]
-            for execution_id in ids:
-                request = feature_request(origin, execution_id, test_command=SLOW_TESTS)
-                assert api.post("/api/v1/features", json=request).status_code == 202
-            if stage != "queued":  # the gateway is killed right after accepting: its outbox may hold them
-                _wait_for(api, ids[0], {stage})
-            cluster.kill(service)
-            cluster.start(service)
-            cluster.wait_ready()
-            if service == "gateway":
-                api.base_url = httpx.URL(cluster.replicas["gateway"].url)
-            for execution_id in ids:
-                _check_exactly_once(api, origin, execution_id)
-    finally:
-        cluster.stop()
+    with _slow_cluster(tmp_path, postgres_url, nats_server.url) as (cluster, api):
+        ids = [f"{service}-{n}" for n in range(2)]
+        for execution_id in ids:
+            _submit(api, origin, execution_id, test_command=SLOW_TESTS)
+        if stage != "queued":  # the gateway is killed right after accepting: its outbox may hold them
+            _wait_for(api, ids[0], {stage})
+        cluster.kill(service)
+        cluster.start(service)
+        cluster.wait_ready()
+        if service == "gateway":
+            api.base_url = httpx.URL(cluster.replicas["gateway"].url)
+        for execution_id in ids:
+            _check_exactly_once(api, origin, execution_id)
 
 
 def test_nats_restarting_mid_run_loses_and_repeats_nothing(
     tmp_path: Path, origin: Path, postgres_url: str, nats_server: EmbeddedNatsServer
 ) -> None:
-    slow_model = write_script(tmp_path / "model", greeting_turns(), latency_ms=SLOW_TURN_MS)
-    env = {"LLM_SCRIPT": str(slow_model), "SF_ACK_WAIT_SECONDS": ACK_WAIT}
-    cluster, headers = prepared_cluster(tmp_path / "cluster", postgres_url, nats_server.url, env)
-    try:
-        with _start_all(cluster) as api:
-            api.headers.update(headers)
-            ids = [f"nats-{n}" for n in range(2)]
-            for execution_id in ids:
-                assert (
-                    api.post("/api/v1/features", json=feature_request(origin, execution_id)).status_code
-                    == 202
-                )
-            _wait_for(api, ids[0], {"generating"})
-            asyncio.run(nats_server.stop())
-            time.sleep(2)  # the services see the bus gone
-            asyncio.run(nats_server.start())  # same port, same JetStream storage
-            for execution_id in ids:
-                _check_exactly_once(api, origin, execution_id)
-            for execution_id in ("nats-after",):  # and new work flows
-                assert (
-                    api.post("/api/v1/features", json=feature_request(origin, execution_id)).status_code
-                    == 202
-                )
-                _check_exactly_once(api, origin, execution_id)
-    finally:
-        cluster.stop()
+    with _slow_cluster(tmp_path, postgres_url, nats_server.url) as (_cluster, api):
+        ids = [f"nats-{n}" for n in range(2)]
+        for execution_id in ids:
+            _submit(api, origin, execution_id)
+        _wait_for(api, ids[0], {"generating"})
+        asyncio.run(nats_server.stop())
+        time.sleep(2)  # the services see the bus gone
+        asyncio.run(nats_server.start())  # same port, same JetStream storage
+        for execution_id in ids:
+            _check_exactly_once(api, origin, execution_id)
+        _submit(api, origin, "nats-after")  # and new work flows
+        _check_exactly_once(api, origin, "nats-after")
 
 
 # -- PostgreSQL restarted: a throwaway server of its own ---------------------------------------------------
@@ -193,22 +191,11 @@ def test_postgres_restarting_mid_run_loses_and_repeats_nothing(
     private_postgres: tuple[str, Callable[[], None]],
 ) -> None:
     url, restart = private_postgres
-    slow_model = write_script(tmp_path / "model", greeting_turns(), latency_ms=SLOW_TURN_MS)
-    env = {"LLM_SCRIPT": str(slow_model), "SF_ACK_WAIT_SECONDS": ACK_WAIT}
-    cluster, headers = prepared_cluster(tmp_path / "cluster", url, nats_server.url, env)
-    try:
-        with _start_all(cluster) as api:
-            api.headers.update(headers)
-            ids = [f"pg-{n}" for n in range(2)]
-            for execution_id in ids:
-                assert (
-                    api.post("/api/v1/features", json=feature_request(origin, execution_id)).status_code
-                    == 202
-                )
-            _wait_for(api, ids[0], {"generating"})
-            restart()
-            for execution_id in ids:
-                _check_exactly_once(api, origin, execution_id)
-    finally:
-        codes = cluster.stop()
-    assert all(code == 0 for code in codes.values()), codes
+    with _slow_cluster(tmp_path, url, nats_server.url, exits_cleanly=True) as (_cluster, api):
+        ids = [f"pg-{n}" for n in range(2)]
+        for execution_id in ids:
+            _submit(api, origin, execution_id)
+        _wait_for(api, ids[0], {"generating"})
+        restart()
+        for execution_id in ids:
+            _check_exactly_once(api, origin, execution_id)

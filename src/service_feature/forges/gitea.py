@@ -23,6 +23,7 @@ from service_feature.forges.base import (
     ThreadComment,
 )
 from service_feature.forges.retry import (
+    FORGE_RETRIES,
     CallFailure,
     ForgeContext,
     RetryPolicy,
@@ -95,7 +96,7 @@ class GiteaForge:
     ) -> None:
         self.api_url = api_url.rstrip("/").removesuffix("/api/v1")
         self._context = ForgeContext(f"{self.kind} ({self.api_url})", token_setting)
-        self._policy = policy or RetryPolicy()
+        self._policy = policy or FORGE_RETRIES
         self._sleep = sleep
         self._client = httpx.AsyncClient(
             base_url=f"{self.api_url}/api/v1",

@@ -20,6 +20,7 @@ import httpx
 
 from service_feature.forges.base import ForgeKind, ForgeRefused, PullRequest, PullRequestDraft, ThreadComment
 from service_feature.forges.retry import (
+    FORGE_RETRIES,
     CallFailure,
     ForgeContext,
     RetryPolicy,
@@ -144,7 +145,7 @@ class GitHubForge:
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self._context = ForgeContext(f"{self.kind} ({self.api_url})", token_setting)
-        self._policy = policy or RetryPolicy()
+        self._policy = policy or FORGE_RETRIES
         self._sleep = sleep
         self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
         self._api = _GitHubAPI(self._client, token, self.api_url)

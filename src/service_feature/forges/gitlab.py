@@ -27,6 +27,7 @@ from service_feature.forges.base import (
     ThreadComment,
 )
 from service_feature.forges.retry import (
+    FORGE_RETRIES,
     CallFailure,
     ForgeContext,
     RetryPolicy,
@@ -122,7 +123,7 @@ class GitLabForge:
         # python-gitlab wants the server's root and appends /api/v4 itself.
         self.api_url = api_url.rstrip("/").removesuffix("/api/v4")
         self._context = ForgeContext(f"{self.kind} ({self.api_url})", token_setting)
-        self._policy = policy or RetryPolicy()
+        self._policy = policy or FORGE_RETRIES
         self._sleep = sleep
         self._gl = _SingleShotGitlab(self.api_url, token, timeout)
 

@@ -104,25 +104,8 @@ def open_forge(
     timeout: float = 30.0,
 ) -> Forge:
     """The adapter for `account`; close it with `aclose()`."""
-    if account.kind is ForgeKind.github:
-        return GitHubForge(
-            account.api_url,
-            account.token,
-            token_setting=account.token_setting,
-            policy=policy,
-            sleep=sleep,
-            timeout=timeout,
-        )
-    if account.kind is ForgeKind.gitlab:
-        return GitLabForge(
-            account.api_url,
-            account.token,
-            token_setting=account.token_setting,
-            policy=policy,
-            sleep=sleep,
-            timeout=timeout,
-        )
-    return GiteaForge(
+    adapter = _ADAPTERS[account.kind]
+    return adapter(
         account.api_url,
         account.token,
         token_setting=account.token_setting,
@@ -130,3 +113,10 @@ def open_forge(
         sleep=sleep,
         timeout=timeout,
     )
+
+
+_ADAPTERS: dict[ForgeKind, type[GitHubForge] | type[GitLabForge] | type[GiteaForge]] = {
+    ForgeKind.github: GitHubForge,
+    ForgeKind.gitlab: GitLabForge,
+    ForgeKind.gitea: GiteaForge,
+}

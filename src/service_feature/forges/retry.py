@@ -19,6 +19,9 @@ from typing import TypeVar
 
 import structlog
 
+from service_feature.backoff import (
+    RetryPolicy as RetryPolicy,  # re-exported: the adapters and tests name it here
+)
 from service_feature.forges.base import ForgeAuthError, ForgeError, ForgeRefused, ForgeUnavailable
 
 log = structlog.get_logger(__name__)
@@ -31,22 +34,8 @@ Sleep = Callable[[float], Awaitable[None]]
 _EPOCH_THRESHOLD = 1_000_000_000
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard an adapter tries: `max_attempts` counts the first call; waits are in seconds.
-
-    A wait the forge asks for longer than `max_wait` is not slept through: the call fails at once with
-    `ForgeUnavailable(retry_after=…)`, so the step is redelivered later instead of holding a worker."""
-
-    max_attempts: int = 4
-    initial_wait: float = 1.0
-    max_wait: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if self.initial_wait < 0 or self.max_wait < 0:
-            raise ValueError("waits must not be negative")
+# Fewer tries than a model call: a forge that keeps failing is handed back to the bus (a redelivery) sooner.
+FORGE_RETRIES = RetryPolicy(max_attempts=4)
 
 
 class CallFailure(Exception):

@@ -15,13 +15,15 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import TypeVar
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential_jitter
 
+from service_feature.backoff import (
+    RetryPolicy as RetryPolicy,  # re-exported: the adapters and tests name it here
+)
 from service_feature.llm.base import ProviderError
 
 log = structlog.get_logger(__name__)
@@ -29,21 +31,6 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try: `max_attempts` counts the first call; waits in seconds."""
-
-    max_attempts: int = 5
-    initial_wait: float = 1.0
-    max_wait: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if self.initial_wait < 0 or self.max_wait < 0:
-            raise ValueError("waits must not be negative")
 
 
 class CallFailure(Exception):
